@@ -1,0 +1,5 @@
+import sys
+
+from medseg.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""Overlay PNGs: a display-windowed image with coloured masks and prompts drawn on it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medseg.errors import InputError
+from medseg.io.atomic import atomic_path
+from medseg.io.image import Image
+
+__all__ = ["to_display_rgb", "render_overlay", "save_overlay", "PALETTE"]
+
+# Distinct colours for label values 1, 2, ... (cycled).
+PALETTE = np.array(
+    [
+        [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+        [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+
+
+def to_display_rgb(image: Image | np.ndarray, slice_index: int | None = None) -> np.ndarray:
+    """A ``(H, W, 3)`` uint8 rendering of a 2D image, or of one slice of a 3D image.
+
+    CT uses the soft-tissue window; other images are stretched between their 0.5 and 99.5
+    percentiles; RGB images are shown as they are.
+    """
+    from medseg.io.intensity import display_window
+
+    img = image if isinstance(image, Image) else Image(np.asarray(image))
+    arr = img.array
+    if img.ndim == 3:
+        z = arr.shape[0] // 2 if slice_index is None else slice_index
+        if not 0 <= z < arr.shape[0]:
+            raise InputError(f"slice {z} is outside the volume (0..{arr.shape[0] - 1})")
+        arr = arr[z]
+    if img.channels:
+        if arr.shape[-1] >= 3 and arr.dtype == np.uint8:
+            return np.ascontiguousarray(arr[..., :3])
+        arr = arr[..., :3] if arr.shape[-1] >= 3 else arr[..., 0]
+    unit = display_window(arr, modality=img.modality)
+    rgb = (unit * 255).round().astype(np.uint8)
+    return np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb
+
+
+def render_overlay(
+    image: Image | np.ndarray,
+    labels: np.ndarray,
+    *,
+    slice_index: int | None = None,
+    boxes: Sequence[Sequence[float]] = (),
+    points: Sequence[Sequence[float]] = (),
+    point_labels: Sequence[int] = (),
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """Blend integer ``labels`` (same spatial shape as ``image``) over the image.
+
+    Boxes are ``(x0, y0, x1, y1)``; points ``(x, y)`` with labels 1 (green) or 0 (red).
+    Returns an ``(H, W, 3)`` uint8 array.
+    """
+    from skimage.draw import disk, rectangle_perimeter
+    from skimage.segmentation import find_boundaries
+
+    rgb = to_display_rgb(image, slice_index).astype(np.float32)
+    lab = np.asarray(labels)
+    if lab.ndim == 3:
+        z = lab.shape[0] // 2 if slice_index is None else slice_index
+        lab = lab[z]
+    if lab.shape != rgb.shape[:2]:
+        raise InputError(f"mask shape {lab.shape} does not match image shape {rgb.shape[:2]}")
+    lab = lab.astype(np.int64)
+    colours = PALETTE[(np.maximum(lab, 1) - 1) % len(PALETTE)].astype(np.float32)
+    fg = lab > 0
+    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * colours[fg]
+    edge = find_boundaries(lab, mode="inner") & fg
+    rgb[edge] = colours[edge]
+    h, w = lab.shape
+    for box in boxes:
+        x0, y0, x1, y1 = (round(float(v)) for v in box[:4])
+        rr, cc = rectangle_perimeter((y0, x0), end=(y1, x1), shape=(h, w), clip=True)
+        rgb[rr, cc] = (255, 255, 0)
+    for i, pt in enumerate(points):
+        positive = (point_labels[i] if i < len(point_labels) else 1) == 1
+        rr, cc = disk((float(pt[1]), float(pt[0])), max(2.0, min(h, w) / 100), shape=(h, w))
+        rgb[rr, cc] = (0, 255, 0) if positive else (255, 0, 0)
+    return rgb.clip(0, 255).astype(np.uint8)
+
+
+def save_overlay(path: str | Path, image: Image | np.ndarray, labels: np.ndarray, **kwargs) -> Path:
+    """Render with :func:`render_overlay` and write a PNG atomically; returns the path."""
+    from PIL import Image as PILImage
+
+    rgb = render_overlay(image, labels, **kwargs)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        PILImage.fromarray(rgb).save(tmp, format="PNG")
+    return path
