@@ -50,7 +50,9 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log to stderr: WARNING with ``-q``, INFO by default, DEBUG with ``-v``."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s")
+    )
     root = logging.getLogger("medseg")
     root.handlers[:] = [handler]
     root.setLevel(level)

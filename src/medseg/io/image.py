@@ -183,7 +183,9 @@ class LabelMap(Image):
             raise InputError(f"label map contains negative values (min {arr.min()})")
         object.__setattr__(self, "array", arr)
         object.__setattr__(self, "channels", False)
-        object.__setattr__(self, "label_names", {int(k): str(v) for k, v in self.label_names.items()})
+        object.__setattr__(
+            self, "label_names", {int(k): str(v) for k, v in self.label_names.items()}
+        )
         super().__post_init__()
 
     @property
@@ -197,7 +199,9 @@ class LabelMap(Image):
         return self.array == label
 
     @classmethod
-    def like(cls, image: Image, array: np.ndarray, label_names: dict[int, str] | None = None) -> LabelMap:
+    def like(
+        cls, image: Image, array: np.ndarray, label_names: dict[int, str] | None = None
+    ) -> LabelMap:
         """A label map on the grid of ``image`` (spatial shape must match)."""
         arr = np.asarray(array)
         if tuple(arr.shape) != image.shape:

@@ -80,7 +80,9 @@ def minmax_normalize(arr: np.ndarray) -> np.ndarray:
 def percentile_normalize(arr: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
     """Clip to the ``lower``..``upper`` percentiles and scale to ``[0, 1]`` (MR and others)."""
     if not 0 <= lower < upper <= 100:
-        raise InputError(f"percentiles must satisfy 0 <= lower < upper <= 100, got {lower}, {upper}")
+        raise InputError(
+            f"percentiles must satisfy 0 <= lower < upper <= 100, got {lower}, {upper}"
+        )
     a = _float(arr)
     if not a.size:
         return a
