@@ -122,9 +122,21 @@ class Image:
 
     @property
     def nibabel_orientation(self) -> str:
-        """The RAS+ axis code nibabel prints (``aff2axcodes``) for the same grid."""
-        flip = {"L": "R", "R": "L", "P": "A", "A": "P", "S": "S", "I": "I"}
-        return "".join(flip[c] for c in self.orientation)
+        """The axis code nibabel's ``aff2axcodes`` prints for the same grid (RAS+ world).
+
+        Computed independently from the RAS affine (LPS affine with x and y negated). nibabel
+        and ITK's DICOM orientation both name the direction each index axis points *to*, so
+        the letters equal ``orientation``: an ITK identity-direction grid is ``"LPS"`` in both
+        (not ``"RAS"``); only the world coordinate signs differ. 2D grids get ``S`` appended
+        internally and dropped again.
+        """
+        from nibabel.orientations import aff2axcodes
+
+        n = self.ndim
+        lps = np.eye(4)
+        lps[:n, :n] = self.direction * np.array(self.spacing[::-1])[None, :]
+        ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+        return "".join(aff2axcodes(ras))[:n]
 
     def same_geometry(self, other: Image, atol: float = 1e-4) -> bool:
         """True when both images share spatial shape, spacing, origin and direction."""

@@ -1,0 +1,136 @@
+"""``load`` and ``load_label``: read any supported file or DICOM folder into an ``Image``.
+
+Every failure (missing file, unknown type, corrupt data, unsupported shape, bad labels)
+raises ``InputError`` whose message starts with the path; library exceptions are wrapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import InputError
+from medseg.io.formats import detect_format
+from medseg.io.image import Image, LabelMap
+
+__all__ = ["load", "load_label"]
+
+log = logging.getLogger(__name__)
+
+
+def _check_exists(path: str | os.PathLike[str]) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty")
+    return p
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    series_uid: str | None = None,
+    modality: str | None = None,
+) -> Image:
+    """Read an image file or DICOM folder.
+
+    Args:
+        path: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``,
+            ``.mhd``), DICOM (``.dcm``, extension-less DICOM files, or a folder holding one or
+            more series), PNG/JPEG/BMP/TIFF, or NumPy ``.npy``/``.npz``.
+        series_uid: which series to read from a DICOM folder (default: the one with the
+            most slices; the choice is logged).
+        modality: overrides the modality (DICOM files carry their own; other formats are
+            ``"unknown"``, colour rasters ``"RGB"``).
+
+    Returns:
+        ``Image`` with a 2D ``(H, W[, C])`` or 3D ``(Z, Y, X[, C])`` array, spacing in array
+        order and LPS origin/direction; ``meta`` has ``path`` and ``format`` (and DICOM UIDs).
+    """
+    p = _check_exists(path)
+    fmt = detect_format(p)
+    if series_uid is not None and fmt != "dicom":
+        raise InputError(f"{p}: --series/series_uid only applies to DICOM, this is {fmt}")
+    image = _read(p, fmt, series_uid=series_uid, modality=modality, label=False)
+    log.debug("loaded %s: %s %s", p, image.array.shape, image.array.dtype)
+    return image
+
+
+def _read(p: Path, fmt: str, *, series_uid: str | None, modality: str | None, label: bool) -> Image:
+    if fmt in ("nifti", "nrrd", "metaimage"):
+        from medseg.io.volume import read_volume
+
+        return read_volume(p, fmt, modality)
+    if fmt in ("png", "jpeg", "bmp", "tiff"):
+        from medseg.io.raster import read_raster
+
+        return read_raster(p, fmt, label=label, modality=modality)
+    if fmt in ("npy", "npz"):
+        from medseg.io.arrays import read_array_file
+
+        return read_array_file(p, fmt, modality=modality)
+    from medseg.io.dicom import read_dicom
+
+    return read_dicom(p, series_uid=series_uid, modality=modality)
+
+
+def load_label(
+    path: str | os.PathLike[str],
+    *,
+    series_uid: str | None = None,
+    reference: Image | str | os.PathLike[str] | None = None,
+) -> LabelMap:
+    """Read a label map: any format ``load`` reads, or a DICOM-SEG object.
+
+    Values must be finite non-negative integers; NaN/inf, fractions, negative values or a
+    multi-channel image raise ``InputError`` naming the file.
+
+    A DICOM-SEG is rebuilt on its source grid: on ``reference`` (the source ``Image`` or its
+    series folder) when given, else on the series found next to the SEG file, else on the
+    grid its own frames describe. Label values are the segment numbers, or the original
+    values recorded by ``save_dicom_seg``; ``label_names`` come from the segment labels.
+    """
+    p = _check_exists(path)
+    fmt = detect_format(p)
+    if fmt == "dicom":
+        from medseg.io.dicomseg import find_seg, load_dicom_seg
+
+        seg_file = find_seg(p, series_uid)
+        if seg_file is not None:
+            return load_dicom_seg(seg_file, reference=reference)
+    if reference is not None:
+        raise InputError(f"{p}: reference= is only used for DICOM-SEG files")
+    image = _read(p, fmt, series_uid=series_uid, modality=None, label=True)
+    return to_label_map(image, p)
+
+
+def to_label_map(image: Image, path: Path | str) -> LabelMap:
+    """Validate ``image`` as integer labels and wrap it in a ``LabelMap`` (errors name path)."""
+    arr = image.array
+    if image.channels:
+        first = arr[..., 0]
+        if not all(np.array_equal(first, arr[..., c]) for c in range(1, arr.shape[-1])):
+            raise InputError(
+                f"{path}: label image has {arr.shape[-1]} different colour channels; "
+                "labels must be one integer per pixel"
+            )
+        arr = np.ascontiguousarray(first)
+    names: dict[int, str] = dict(image.meta.get("label_names", {}))
+    meta: dict[str, Any] = {k: v for k, v in image.meta.items() if k != "label_names"}
+    try:
+        return LabelMap(
+            array=arr,
+            spacing=image.spacing,
+            origin=image.origin,
+            direction=image.direction,
+            modality="SEG",
+            meta=meta,
+            label_names=names,
+        )
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
