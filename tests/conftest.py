@@ -23,3 +23,13 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def manifest(shared_data: Path) -> dict:
     return json.loads((shared_data / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def litemedsam(tmp_path_factory: pytest.TempPathFactory):
+    """One LiteMedSAM model for the whole test session (ONNX encoder, exported once into a
+    temporary cache folder, never ``~/.cache``)."""
+    from medseg.models import create_model
+
+    cache = tmp_path_factory.mktemp("medseg_cache")
+    return create_model("litemedsam", backend="onnx", cache_dir=str(cache), num_threads=2)

@@ -1,0 +1,169 @@
+"""``medseg segment``: promptable segmentation of a 2D image or a 3D volume from the command line.
+
+Examples::
+
+    medseg segment chest.png -o lung.png --box 60,80,250,400
+    medseg segment ct.nii.gz -o kidney.nii.gz --box 40,30,70,60 --slice 12 --overlay k.png
+    medseg segment ct.nii.gz -o liver.nii.gz --box3d 10,20,3,90,80,25
+    medseg segment dicom_dir/ -o seg.nii.gz --point 250,260,10:1 --point 240,200,10:0
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import InputError, PromptError
+
+NAME = "segment"
+HELP = "segment objects in an image or volume from box / point prompts"
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NAME", "HELP", "add_arguments", "run", "parse_numbers", "parse_point"]
+
+
+def parse_numbers(text: str, n: int | tuple[int, ...], what: str) -> tuple[float, ...]:
+    """``"1,2,3,4"`` -> ``(1.0, 2.0, 3.0, 4.0)``; raises ``PromptError`` naming ``what``."""
+    counts = (n,) if isinstance(n, int) else n
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise PromptError(f"{what} {text!r} must be comma-separated numbers") from exc
+    if len(values) not in counts:
+        raise PromptError(f"{what} {text!r} needs {' or '.join(map(str, counts))} numbers")
+    return values
+
+
+def parse_point(text: str) -> tuple[tuple[float, ...], int]:
+    """``"x,y[,z][:label]"`` -> ``((x, y[, z]), label)``, label 1 (default) or 0."""
+    coords, _, label = text.partition(":")
+    xyz = parse_numbers(coords, (2, 3), "point")
+    if label not in ("", "0", "1"):
+        raise PromptError(f"point label in {text!r} must be 1 (foreground) or 0 (background)")
+    return xyz, int(label or 1)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=Path, help="image file or DICOM series folder")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="label map to write; format from the extension (no extension: the input's)",
+    )
+    parser.add_argument("--model", default="litemedsam", help="model name (medseg models)")
+    parser.add_argument(
+        "--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="box (repeatable)"
+    )
+    parser.add_argument("--box3d", metavar="X0,Y0,Z0,X1,Y1,Z1", help="3D box (volumes)")
+    parser.add_argument("--slice", type=int, help="slice the 2D prompts are on (volumes)")
+    parser.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="X,Y[,Z][:L]",
+        help="point, label 1 = foreground (default) or 0 = background (repeatable)",
+    )
+    parser.add_argument("--overlay", type=Path, help="also write an overlay PNG")
+    parser.add_argument("--window", help="CT window preset (default soft_tissue for CT)")
+    parser.add_argument("--modality", help="override the image's modality (e.g. CT, MR)")
+    parser.add_argument(
+        "--backend", choices=("auto", "torch", "onnx"), help="image encoder runtime"
+    )
+    parser.add_argument("--cache-dir", type=Path, help="folder for the ONNX export cache")
+
+
+def _prompts(args: argparse.Namespace, is_3d: bool) -> dict[str, Any]:
+    """predict() keyword arguments from the command line."""
+    kw: dict[str, Any] = {}
+    boxes = [parse_numbers(b, 4, "box") for b in args.box]
+    if len(boxes) == 1:
+        kw["box"] = boxes[0]
+    elif boxes:
+        kw["boxes"] = boxes
+    if args.box3d:
+        kw["box3d"] = parse_numbers(args.box3d, 6, "box3d")
+    slice_index = args.slice
+    if args.point:
+        parsed = [parse_point(p) for p in args.point]
+        zs = {xyz[2] for xyz, _ in parsed if len(xyz) == 3}
+        if zs and not is_3d:
+            raise PromptError("points with a z coordinate need a 3D image")
+        if len(zs) > 1 or (zs and slice_index is not None and zs != {slice_index}):
+            raise PromptError("all points must be on one slice (the --slice)")
+        if zs:
+            slice_index = int(zs.pop())
+        kw["points"] = [xyz[:2] for xyz, _ in parsed]
+        kw["point_labels"] = [lab for _, lab in parsed]
+    if slice_index is not None:
+        kw["slice_index"] = slice_index
+    if not ({"box", "boxes", "box3d", "points"} & kw.keys()):
+        raise PromptError("give at least one prompt: --box, --box3d or --point")
+    return kw
+
+
+def _output_path(args: argparse.Namespace, image: Any) -> Path:
+    out: Path = args.output
+    if out.suffix:
+        return out
+    src = Path(str(image.meta.get("path") or args.image))
+    suffix = "".join(src.suffixes) if src.is_file() and image.meta.get("format") != "dicom" else ""
+    return out.with_name(out.name + (suffix or ".nii.gz"))
+
+
+def _write(args: argparse.Namespace, image: Any, label_map: Any, out: Path) -> Path:
+    """Write the label map: DICOM-SEG for a ``.dcm`` output (DICOM input only), else by
+    extension with ``medseg.io.save``."""
+    import medseg.io as mio
+
+    if out.suffix.lower() == ".dcm":
+        return Path(mio.save_dicom_seg(label_map, args.image, out))
+    return Path(mio.save(label_map, out))
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import medseg.io as mio
+    from medseg.inference.predictor import Predictor
+    from medseg.io.overlay import save_overlay
+
+    image = mio.load(args.image)
+    kw = _prompts(args, image.ndim == 3)
+    out = _output_path(args, image)
+    if out.suffix.lower() == ".dcm" and image.meta.get("format") != "dicom":
+        raise InputError("a DICOM-SEG output (.dcm) needs a DICOM input")
+    overrides = {k: v for k, v in (("backend", args.backend), ("cache_dir", args.cache_dir)) if v}
+    if "cache_dir" in overrides:
+        overrides["cache_dir"] = str(overrides["cache_dir"])
+    predictor = Predictor(args.model, window=args.window, **overrides)
+    predictor.set_image(image, modality=args.modality)
+    result = predictor.predict(**kw)
+    out = _write(args, image, result.to_label_map(), out)
+    voxels = [int(np.count_nonzero(result.labels == i + 1)) for i in range(len(result.scores))]
+    volume = float(np.prod(image.spacing))
+    for i, (n, s) in enumerate(zip(voxels, result.scores, strict=True)):
+        extra = f" slices {result.slice_ranges[i]}" if result.slice_ranges else ""
+        print(f"object {i + 1}: {n} voxels, {n * volume:.1f} mm^{image.ndim}, score {s:.3f}{extra}")
+    print(f"wrote {out}")
+    if args.overlay:
+        z = result.info.get("start_slice")
+        boxes = [kw["box"]] if "box" in kw else kw.get("boxes", [])
+        if "box3d" in kw:
+            b = kw["box3d"]
+            boxes = [(b[0], b[1], b[3], b[4])]
+        save_overlay(
+            args.overlay,
+            image,
+            result.labels,
+            slice_index=z,
+            boxes=boxes,
+            points=kw.get("points", ()),
+            point_labels=kw.get("point_labels", ()),
+        )
+        print(f"wrote {args.overlay}")
+    return 0

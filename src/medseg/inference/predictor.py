@@ -1,0 +1,385 @@
+"""``Predictor``: promptable segmentation of 2D images and 3D volumes with any registered model.
+
+>>> import medseg
+>>> p = medseg.Predictor("litemedsam")
+>>> p.set_image(image)                      # embeds once (cached)
+>>> r = p.predict(box=(x0, y0, x1, y1))     # cheap: prompt encoder + mask decoder only
+>>> r.mask.shape == image.shape[:2]
+
+Input arrays (numpy):
+
+- ``(H, W)``: a 2D gray image;
+- ``(H, W, 3)`` (or ``(H, W, 4)``, alpha dropped): a 2D RGB image;
+- ``(Z, Y, X)``: a volume. A numpy array with 3 leading entries, ``(3, Y, X)``, is ambiguous
+  (channels-first RGB or a 3-slice volume) and is rejected: pass a 3-slice volume as a
+  :class:`medseg.io.Image` (whose ``channels`` flag says what the axes are).
+
+A :class:`medseg.io.Image` is used as it is; CT images get a CT window (``window``,
+``soft_tissue`` by default), other modalities 0.5–99.5 percentile clipping, uint8 images
+division by 255 (the model's ``normalize``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import InputError, ModelError, PromptError
+from medseg.inference.cache import CacheInfo, EmbeddingCache, content_hash
+from medseg.inference.propagation import PropagationConfig, propagate
+from medseg.inference.result import Prediction, label_map_from_logits
+from medseg.io.image import Image
+from medseg.models.base import PromptableModel
+from medseg.prompts.types import (
+    PromptSet,
+    validate_box,
+    validate_box3d,
+    validate_points,
+    validate_slice_index,
+)
+
+__all__ = ["Predictor", "as_image", "guess_modality", "BINARY_MASK_LOGIT"]
+
+log = logging.getLogger(__name__)
+
+# A boolean ``mask_input`` becomes logits of +/- this value.
+BINARY_MASK_LOGIT = 8.0
+
+
+def as_image(image: Image | np.ndarray) -> Image:
+    """Wrap a numpy array as an :class:`Image` following the rules in the module docstring."""
+    if isinstance(image, Image):
+        return image
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        return Image(arr)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        return Image(arr, channels=True, modality="RGB" if arr.dtype == np.uint8 else "unknown")
+    if arr.ndim == 3 and arr.shape[0] == 3:
+        raise InputError(
+            f"array of shape {arr.shape} is ambiguous: pass RGB channels last (H, W, 3) or a "
+            "3-slice volume as a medseg.io.Image"
+        )
+    if arr.ndim == 3:
+        return Image(arr)
+    raise InputError(f"expected (H, W), (H, W, 3) or (Z, Y, X) array, got shape {arr.shape}")
+
+
+def _model_array(img: Image) -> np.ndarray:
+    """Spatial array with at most 3 colour channels last: ``S`` or ``(*S, 3)``."""
+    arr = img.array
+    if not img.channels:
+        return arr
+    c = arr.shape[-1]
+    if c == 1:
+        return arr[..., 0]
+    if c in (3, 4):
+        return arr[..., :3]
+    raise InputError(f"cannot segment a {c}-channel image; pass one channel or RGB")
+
+
+def guess_modality(img: Image, arr: np.ndarray) -> str:
+    """The image's modality, or ``"CT"`` for an unknown-modality gray image in a HU-like range.
+
+    NIfTI/NRRD files carry no modality; without this, CT volumes would get percentile
+    normalisation instead of a CT window (measured on TotalSegmentator CT kidneys: 3D Dice
+    0.47 -> 0.84). HU-like means minimum <= -500 (air is -1000) and maximum >= 100.
+    """
+    if img.modality not in ("", "unknown") or img.channels or arr.dtype == np.uint8:
+        return img.modality
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    if lo <= -500 and hi >= 100:
+        log.info(
+            "image of unknown modality has a HU-like range (%g..%g): treating it as CT", lo, hi
+        )
+        return "CT"
+    return img.modality
+
+
+class Predictor:
+    """Promptable segmentation with a cached image embedding (see the module docstring).
+
+    Args:
+        model: a registered model name (``medseg.list_models()``) or a model instance.
+        cache_size: number of slice embeddings kept (LRU; LiteMedSAM: 4 MiB each).
+        window: CT window name or :class:`medseg.io.intensity.CTWindow` for CT images.
+        propagation: 3D propagation rule parameters.
+        progress: show a progress bar during 3D propagation (on a terminal).
+        **model_overrides: model options, e.g. ``backend="onnx"``, ``cache_dir=...``.
+
+    A Predictor holds the current image and the embedding cache, so it is not thread-safe:
+    use one per thread, or serialise ``set_image``/``predict`` pairs with a lock.
+    """
+
+    def __init__(
+        self,
+        model: str | PromptableModel = "litemedsam",
+        *,
+        cache_size: int = 32,
+        window: Any = None,
+        propagation: PropagationConfig | None = None,
+        progress: bool = True,
+        **model_overrides: Any,
+    ) -> None:
+        from medseg.models.registry import create_model
+
+        if isinstance(model, PromptableModel):
+            if model_overrides:
+                raise ModelError("model options only apply when the model is given by name")
+            self.model = model
+        else:
+            self.model = create_model(model, **model_overrides)
+        if int(cache_size) < 1:
+            raise InputError(f"cache_size must be >= 1, got {cache_size}")
+        self.window = window
+        self.propagation = propagation or PropagationConfig()
+        self.progress = progress
+        self._cache = EmbeddingCache(cache_size)
+        self._image: Image | None = None
+        self._unit: np.ndarray | None = None
+        self._key = ""
+
+    # ---- image -----------------------------------------------------------------------
+    @property
+    def image(self) -> Image | None:
+        """The current image (None before :meth:`set_image`)."""
+        return self._image
+
+    def set_image(self, image: Image | np.ndarray, *, modality: str | None = None) -> None:
+        """Set the image to segment; a 2D image is embedded now, a volume slice by slice later.
+
+        ``modality`` overrides the image's (e.g. ``"CT"`` for a numpy array in HU).
+        Raises ``InputError`` for unusable arrays (NaN/inf, wrong shape).
+        """
+        img = as_image(image)
+        if modality is not None:
+            img = img.with_array(img.array, modality=modality)
+        arr = _model_array(img)
+        if arr.size == 0:
+            raise InputError(f"image is empty: shape {arr.shape}")
+        modality = guess_modality(img, arr)
+        unit = self.model.normalize(arr, modality=modality, window=self.window)
+        self._key = content_hash(arr, modality, repr(self.window), self.model.name)
+        self._image, self._unit = img, unit
+        if img.ndim == 2:
+            self.embedding()
+
+    def _require_image(self) -> Image:
+        if self._image is None:
+            raise PromptError("no image: call set_image(image) before predict()")
+        return self._image
+
+    def embedding(self, slice_index: int | None = None) -> Any:
+        """The cached embedding of the 2D image or of one slice of the volume."""
+        if self._image is None or self._unit is None:
+            raise PromptError("no image: call set_image(image) before predict()")
+        unit = self._unit
+        z = None if self._image.ndim == 2 else validate_slice_index(slice_index, unit.shape[0])
+        return self._cache.get_or_compute(
+            (self._key, z), lambda: self.model.encode(unit if z is None else unit[z])
+        )
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses (= encoder runs), size and capacity of the embedding cache."""
+        return self._cache.info()
+
+    # ---- prompts ---------------------------------------------------------------------
+    def _check_kinds(self, kinds: set[str]) -> None:
+        unsupported = kinds - set(self.model.prompt_kinds)
+        if unsupported:
+            raise PromptError(
+                f"model {self.model.name!r} does not accept {', '.join(sorted(unsupported))} "
+                f"prompts; it accepts: {', '.join(sorted(self.model.prompt_kinds))}"
+            )
+
+    def _mask_logits(
+        self, mask_input: Any, shape: tuple[int, int], n: int, z: int | None
+    ) -> np.ndarray:
+        """``mask_input`` (Prediction, bool mask or logits) as ``(n, H, W)`` float32 logits."""
+        if isinstance(mask_input, Prediction):
+            arr = mask_input.logits[mask_input.best] if mask_input.multimask else mask_input.logits
+        else:
+            arr = np.asarray(mask_input)
+            if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
+                arr = np.where(arr > 0, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT)
+        arr = np.asarray(arr, np.float32)
+        if z is not None and self._image is not None and arr.shape[-3:] == self._image.shape:
+            arr = arr[..., z, :, :]
+        if arr.shape == shape:
+            arr = arr[None]
+        if arr.shape != (n, *shape):
+            raise PromptError(
+                f"mask_input shape {arr.shape} does not match the image {shape} for {n} object(s)"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise PromptError("mask_input contains NaN or inf")
+        return arr
+
+    def _prompt_set(
+        self,
+        shape: tuple[int, int],
+        box: Any,
+        boxes: Any,
+        points: Any,
+        point_labels: Any,
+        mask_input: Any,
+        z: int | None = None,
+    ) -> PromptSet:
+        if box is not None and boxes is not None:
+            raise PromptError("give either box= (one object) or boxes= (several), not both")
+        if point_labels is not None and points is None:
+            raise PromptError("point_labels given without points")
+        box_arr = None
+        if boxes is not None:
+            if len(boxes) == 0:
+                raise PromptError("boxes is empty: give at least one box")
+            box_arr = np.stack([validate_box(b, shape) for b in boxes])
+        elif box is not None:
+            box_arr = validate_box(box, shape)[None]
+        n = 1 if box_arr is None else len(box_arr)
+        pts = labels = None
+        if points is not None:
+            if n != 1:
+                raise PromptError("points go with one object; predict several boxes separately")
+            p, lab = validate_points(points, point_labels, shape)
+            pts, labels = p[None], lab[None]
+        masks = None if mask_input is None else self._mask_logits(mask_input, shape, n, z)
+        return PromptSet(boxes=box_arr, points=pts, point_labels=labels, mask_input=masks)
+
+    # ---- prediction ------------------------------------------------------------------
+    def predict(
+        self,
+        box: Any = None,
+        points: Any = None,
+        point_labels: Any = None,
+        mask_input: Any = None,
+        multimask: bool = False,
+        *,
+        boxes: Any = None,
+        slice_index: int | None = None,
+        box3d: Any = None,
+    ) -> Prediction:
+        """Segment the object(s) the prompts point at; see :class:`Prediction` for shapes.
+
+        Args:
+            box: ``(x0, y0, x1, y1)`` in pixels (x = column, y = row).
+            points: ``[(x, y), ...]``; ``point_labels``: 1 = foreground, 0 = background
+                (default all 1).
+            mask_input: a previous :class:`Prediction` or a mask/logits of the image's
+                shape, to refine.
+            multimask: return the model's candidate masks (one object, 2D only).
+            boxes: several boxes, one object each, decoded in one pass.
+            slice_index: 3D: the slice the 2D prompts are on; the object is propagated
+                through the volume from there.
+            box3d: 3D: ``(x0, y0, z0, x1, y1, z1)``; starts at the middle slice (or
+                ``slice_index``) and limits propagation to ``z0..z1``.
+        """
+        if self._image is None:
+            raise PromptError("no image: call set_image(image) before predict()")
+        kinds = {
+            k
+            for k, v in (("box", box), ("box", boxes), ("box", box3d), ("points", points))
+            if v is not None
+        }
+        kinds |= {"mask"} if mask_input is not None else set()
+        self._check_kinds(kinds)
+        if multimask and (boxes is not None or self._image.ndim == 3):
+            raise PromptError("multimask=True works for one object on a 2D image only")
+        if multimask and self.model.num_multimask_outputs < 1:
+            raise PromptError(f"model {self.model.name!r} has no multimask output")
+        if self._image.ndim == 2:
+            if slice_index is not None or box3d is not None:
+                raise PromptError("slice_index and box3d need a 3D image; this image is 2D")
+            prompts = self._prompt_set(
+                self._image.shape, box, boxes, points, point_labels, mask_input
+            )
+            return self._predict_2d(prompts, multimask, stacked=boxes is not None)
+        return self._predict_3d(box, boxes, points, point_labels, mask_input, slice_index, box3d)
+
+    def _predict_2d(self, prompts: PromptSet, multimask: bool, stacked: bool) -> Prediction:
+        decoded = self.model.decode(self.embedding(), prompts, multimask=multimask)
+        if multimask:
+            logits, scores = decoded.logits[0], decoded.scores[0]
+            mask = logits > 0
+            labels = mask[int(np.argmax(scores))].astype(np.uint8)
+        else:
+            logits, scores = decoded.logits[:, 0], decoded.scores[:, 0]
+            mask = logits > 0
+            labels = label_map_from_logits(mask, logits)
+            if not stacked:
+                logits, mask = logits[0], mask[0]
+        return Prediction(
+            mask=mask,
+            logits=logits,
+            scores=np.asarray(scores, np.float32),
+            labels=labels,
+            image=self._image,
+            multimask=multimask,
+            info={"model": self.model.name},
+        )
+
+    def _start_3d(
+        self, box: Any, boxes: Any, slice_index: int | None, box3d: Any
+    ) -> tuple[Any, int, tuple[int, int]]:
+        """(box, start slice, z range) for a 3D prompt."""
+        shape = self._require_image().shape
+        if box3d is None:
+            if slice_index is None:
+                raise PromptError(
+                    "this image is 3D: give slice_index=z with the 2D prompt, or box3d="
+                    "(x0, y0, z0, x1, y1, z1)"
+                )
+            return box, validate_slice_index(slice_index, shape[0]), (0, shape[0] - 1)
+        if box is not None or boxes is not None:
+            raise PromptError("give either box3d= or box=/boxes= with slice_index, not both")
+        b = validate_box3d(box3d, shape)
+        z_range = (round(b[2]), round(b[5]))
+        start = (z_range[0] + z_range[1]) // 2 if slice_index is None else slice_index
+        start = validate_slice_index(start, shape[0])
+        if not z_range[0] <= start <= z_range[1]:
+            raise PromptError(f"slice_index {start} is outside box3d's z range {z_range}")
+        return (b[0], b[1], b[3], b[4]), start, z_range
+
+    def _predict_3d(
+        self,
+        box: Any,
+        boxes: Any,
+        points: Any,
+        point_labels: Any,
+        mask_input: Any,
+        slice_index: int | None,
+        box3d: Any,
+    ) -> Prediction:
+        box, start, z_range = self._start_3d(box, boxes, slice_index, box3d)
+        depth, ny, nx = self._require_image().shape
+        prompts = self._prompt_set((ny, nx), box, boxes, points, point_labels, mask_input, z=start)
+        first = self.model.decode(self.embedding(start), prompts)
+
+        def segment(z: int, bxs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            d = self.model.decode(self.embedding(z), PromptSet(boxes=bxs))
+            return d.logits[:, 0], d.scores[:, 0]
+
+        res = propagate(
+            segment,
+            first.logits[:, 0],
+            first.scores[:, 0],
+            start,
+            depth,
+            z_range,
+            self.propagation,
+            self.progress,
+        )
+        mask = res.logits > 0
+        labels = label_map_from_logits(mask, res.logits)
+        logits = res.logits if boxes is not None else res.logits[0]
+        return Prediction(
+            mask=mask if boxes is not None else mask[0],
+            logits=logits,
+            scores=res.scores,
+            labels=labels,
+            image=self._image,
+            slice_ranges=res.ranges,
+            info={"model": self.model.name, "start_slice": start, "slice_boxes": res.boxes},
+        )

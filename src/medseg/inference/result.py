@@ -1,0 +1,90 @@
+"""``Prediction``: what :meth:`medseg.Predictor.predict` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import InputError
+from medseg.io.image import Image, LabelMap
+
+__all__ = ["Prediction", "label_map_from_logits", "UNREACHED_LOGIT"]
+
+# Logit stored for 3D slices that propagation never reached (finite, so JSON-safe).
+UNREACHED_LOGIT = -100.0
+
+
+def label_map_from_logits(masks: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Merge ``N`` object masks ``(N, *S)`` into one label map ``(*S)`` (object ``i`` -> ``i + 1``).
+
+    Where masks overlap, the object with the highest logit wins. Returns uint8 when
+    ``N < 256`` else uint16.
+    """
+    n = masks.shape[0]
+    dtype = np.uint8 if n < 256 else np.uint16
+    if n == 0:
+        return np.zeros(masks.shape[1:], dtype)
+    masked = np.where(masks, logits, -np.inf)
+    winner = np.argmax(masked, axis=0)
+    return np.where(masks.any(axis=0), winner + 1, 0).astype(dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """A promptable segmentation result.
+
+    Shapes (``S`` = the image's spatial shape, ``(H, W)`` or ``(Z, Y, X)``):
+
+    - one object (``box=`` / ``points=``): ``mask`` and ``logits`` are ``S``;
+    - ``N`` objects (``boxes=[...]``): ``(N, *S)``, object ``i`` in ``mask[i]``;
+    - ``multimask=True`` (one object, 2D): ``(K, H, W)`` candidates, best is ``mask[best]``.
+
+    Attributes:
+        mask: bool mask(s), see above.
+        logits: float32 logits of the same shape (``> 0`` is foreground); in 3D, slices
+            that propagation never reached hold ``UNREACHED_LOGIT``.
+        scores: float32 ``(N,)`` per object or ``(K,)`` per candidate: the model's predicted
+            mask quality (LiteMedSAM: predicted IoU; 3D: mean over segmented slices).
+        labels: label map of shape ``S``: object ``i`` -> ``i + 1`` (overlaps go to the
+            highest logit; with ``multimask`` it is the best candidate as label 1).
+        image: the image whose geometry the result shares (numpy input gets unit spacing,
+            zero origin and identity direction).
+        multimask: True when ``mask`` holds candidates rather than objects.
+        slice_ranges: 3D only: inclusive ``(z_first, z_last)`` segmented per object.
+        info: extra details (prompted slice, boxes used per slice, model name).
+    """
+
+    mask: np.ndarray
+    logits: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    image: Image | None = None
+    multimask: bool = False
+    slice_ranges: tuple[tuple[int, int], ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """One number: the best candidate's score with ``multimask``, else the mean score."""
+        if self.scores.size == 0:
+            return float("nan")
+        return float(self.scores.max() if self.multimask else self.scores.mean())
+
+    @property
+    def best(self) -> int:
+        """Index of the highest-scoring candidate / object."""
+        return int(np.argmax(self.scores))
+
+    @property
+    def num_objects(self) -> int:
+        """Number of objects (1 for a single-object or multimask prediction)."""
+        return 1 if self.multimask or self.mask.ndim == self.labels.ndim else self.mask.shape[0]
+
+    def to_label_map(self, label_names: dict[int, str] | None = None) -> LabelMap:
+        """The label map as a :class:`LabelMap` on the image's grid (saveable with
+        ``medseg.io.save``)."""
+        if self.image is None:
+            raise InputError("this prediction has no image geometry; build a LabelMap yourself")
+        return LabelMap.like(self.image, self.labels, label_names=label_names)

@@ -1,0 +1,81 @@
+"""Model registry in the style of ``timm``: ``register_model``, ``create_model``, ``list_models``.
+
+A model is registered by decorating a factory ``fn(**overrides) -> PromptableModel``::
+
+    @register_model("my-model")
+    def my_model(**overrides):
+        return MyModel(MyConfig(**overrides))
+
+Built-in models live in modules listed in ``_BUILTIN_MODULES``; they are imported on the
+first registry look-up (cheap: they import torch only when a model is created).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from medseg.errors import ModelError
+
+__all__ = ["register_model", "create_model", "list_models", "is_model"]
+
+Factory = Callable[..., Any]
+F = TypeVar("F", bound=Factory)
+
+# Name -> factory. The registry is process-wide by design (like timm's): registering is
+# the extension point for new models; nothing else is stored here.
+_REGISTRY: dict[str, Factory] = {}
+_BUILTIN_MODULES = (
+    "medseg.models.litemedsam",
+    "medseg.models.interactive",
+    "medseg.models.interactive_auto",
+)
+
+
+def _load_builtins() -> None:
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def register_model(name: str) -> Callable[[F], F]:
+    """Decorator registering ``factory`` under ``name`` (lower-case, unique)."""
+    if not name or name != name.lower() or " " in name:
+        raise ModelError(f"model names must be non-empty, lower-case, without spaces: {name!r}")
+
+    def decorator(factory: F) -> F:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing is not factory:
+            same = (existing.__module__, existing.__qualname__) == (
+                factory.__module__,
+                factory.__qualname__,
+            )
+            if not same:  # a module re-import registers the same factory again: fine
+                raise ModelError(f"model {name!r} is already registered by {existing!r}")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Sorted names of every registered model."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def is_model(name: str) -> bool:
+    """True when ``name`` is a registered model."""
+    return name in list_models()
+
+
+def create_model(name: str, **overrides: Any) -> Any:
+    """Build the model registered as ``name``; ``overrides`` replace config defaults.
+
+    Raises ``ModelError`` for an unknown name (listing the available ones) or an unknown
+    override.
+    """
+    available = list_models()
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown model {name!r}; available models: {', '.join(available)}")
+    return _REGISTRY[name](**overrides)

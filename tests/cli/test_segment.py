@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import medseg.io as mio
+from medseg.cli.commands.segment import parse_numbers, parse_point
+from medseg.cli.main import main
+from medseg.errors import PromptError
+from medseg.io.image import Image
+from medseg.models import registry
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def _disc(shape, centre, radius) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+@pytest.fixture
+def shared_model(litemedsam, monkeypatch: pytest.MonkeyPatch):
+    """Let the CLI reuse the session's model instead of loading its own."""
+    real = registry.create_model
+    monkeypatch.setattr(
+        registry,
+        "create_model",
+        lambda name, **kw: litemedsam if name == "litemedsam" else real(name, **kw),
+    )
+    return litemedsam
+
+
+def test_parse_numbers_and_points() -> None:
+    assert parse_numbers("1,2.5,3,4", 4, "box") == (1.0, 2.5, 3.0, 4.0)
+    assert parse_point("3,4") == ((3.0, 4.0), 1)
+    assert parse_point("3,4,7:0") == ((3.0, 4.0, 7.0), 0)
+    with pytest.raises(PromptError, match="needs 4 numbers"):
+        parse_numbers("1,2,3", 4, "box")
+    with pytest.raises(PromptError, match="comma-separated"):
+        parse_numbers("1,a,3,4", 4, "box")
+    with pytest.raises(PromptError, match="label"):
+        parse_point("3,4:2")
+
+
+def test_segment_png_full_path(tmp_path: Path, litemedsam, capsys) -> None:
+    """No model patching: the command builds its own model (ONNX cache from the session)."""
+    disc = _disc((80, 100), (40, 55), 18)
+    rng = np.random.default_rng(0)
+    img = np.clip(50 + 150 * disc + rng.normal(0, 5, disc.shape), 0, 255).astype(np.uint8)
+    mio.save(img, tmp_path / "img.png")
+    out, overlay = tmp_path / "seg", tmp_path / "ov.png"
+    argv = ["segment", str(tmp_path / "img.png"), "-o", str(out), "--box", "35,20,75,60"]
+    argv += ["--overlay", str(overlay), "--backend", "onnx"]
+    argv += ["--cache-dir", litemedsam.config.cache_dir]
+    assert main(argv) == 0
+    written = tmp_path / "seg.png"  # no extension given: the input's
+    assert written.is_file() and overlay.is_file()
+    lab = mio.load_label(written).array
+    assert _dice(lab == 1, disc) > 0.9
+    assert "object 1:" in capsys.readouterr().out
+    assert mio.load(overlay).array.shape == (80, 100, 3)
+
+
+def test_segment_nifti_volume_keeps_geometry(tmp_path: Path, shared_model) -> None:
+    zz, yy, xx = np.mgrid[:6, :40, :40]
+    obj = ((zz - 2.5) / 2.6) ** 2 + ((yy - 20) / 10) ** 2 + ((xx - 18) / 12) ** 2 <= 1
+    vol = (np.random.default_rng(1).normal(0, 0.1, obj.shape) + obj).astype(np.float32)
+    img = Image(vol, spacing=(2.5, 0.8, 0.9), origin=(-10.0, 20.0, 30.0))
+    mio.save(img, tmp_path / "vol.nii.gz")
+    out = tmp_path / "mask.nii.gz"
+    argv = ["segment", str(tmp_path / "vol.nii.gz"), "-o", str(out)]
+    assert main([*argv, "--box3d", "6,10,2,30,30,3", "--overlay", str(tmp_path / "o.png")]) == 0
+    lab = mio.load_label(out)
+    assert lab.shape == vol.shape and lab.same_geometry(mio.load(tmp_path / "vol.nii.gz"))
+    assert lab.array[[0, 1, 4, 5]].max() == 0  # box3d limits the slices
+    assert _dice(lab.array[2:4] == 1, obj[2:4]) > 0.8
+    assert (tmp_path / "o.png").is_file()
+
+
+def test_segment_errors(tmp_path: Path, shared_model, capsys) -> None:
+    vol = np.zeros((5, 20, 20), np.float32)
+    mio.save(Image(vol), tmp_path / "v.nii.gz")
+    src = str(tmp_path / "v.nii.gz")
+    out = str(tmp_path / "o.nii.gz")
+    assert main(["segment", src, "-o", out]) == 2
+    assert "give at least one prompt" in capsys.readouterr().err
+    assert main(["segment", src, "-o", out, "--box", "1,1,5,5"]) == 2
+    assert "give slice_index" in capsys.readouterr().err
+    assert main(["segment", src, "-o", out, "--point", "1,1,2", "--point", "3,3,3"]) == 2
+    assert "one slice" in capsys.readouterr().err
+    assert main(["segment", src, "-o", str(tmp_path / "o.dcm"), "--box3d", "1,1,0,5,5,1"]) == 2
+    assert "DICOM-SEG" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path / "nope.png"), "-o", out, "--box", "1,1,5,5"]) == 2
+
+
+def _first_case(manifest: dict, dataset: str) -> dict:
+    return next(d for d in manifest["datasets"] if d["name"] == dataset)["cases"][0]
+
+
+def test_segment_real_png(shared_data: Path, manifest: dict, tmp_path: Path, shared_model) -> None:
+    case = _first_case(manifest, "cxr_lung_demo")
+    truth = mio.load_label(shared_data / case["label"]).array == 1
+    cols = np.flatnonzero(truth.any(axis=0))
+    half = truth[:, : (cols[0] + cols[-1]) // 2]  # the lung on the image's left
+    rows, cs = np.flatnonzero(half.any(axis=1)), np.flatnonzero(half.any(axis=0))
+    box = f"{cs[0]},{rows[0]},{cs[-1]},{rows[-1]}"
+    out = tmp_path / "lung.png"
+    assert (
+        main(["segment", str(shared_data / case["images"][0]), "-o", str(out), "--box", box]) == 0
+    )
+    pred = mio.load_label(out).array == 1
+    gt = np.zeros_like(truth)
+    gt[:, : half.shape[1]] = half
+    assert _dice(pred, gt) > 0.8
+
+
+def test_segment_real_dicom_series(shared_data: Path, tmp_path: Path, shared_model) -> None:
+    series = shared_data / "totalseg_ref" / "dicom" / "example_ct_dicom"
+    image = mio.load(series)
+    assert image.modality == "CT" and image.shape[0] == 20
+    out = tmp_path / "seg.nii.gz"
+    # a box around the vertebral body region in the middle of two slices
+    argv = ["segment", str(series), "-o", str(out), "--box3d", "180,180,9,330,330,10"]
+    assert main(argv) == 0
+    lab = mio.load_label(out)
+    assert lab.shape == image.shape and lab.same_geometry(image)
+    assert lab.array[9:11].any() and not lab.array[:9].any() and not lab.array[11:].any()
+
+
+def test_dcm_output_writes_dicom_seg(tmp_path: Path, shared_model, monkeypatch) -> None:
+    """``-o x.dcm`` on a DICOM input hands the label map and the source to save_dicom_seg."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    src = Path(get_testdata_file("CT_small.dcm"))
+    calls = []
+
+    def fake_save(labels, source, path):
+        calls.append((labels.shape, Path(source), Path(path)))
+        return Path(path)
+
+    monkeypatch.setattr(mio, "save_dicom_seg", fake_save)
+    out = tmp_path / "seg.dcm"
+    assert main(["segment", str(src), "-o", str(out), "--box", "45,40,72,63"]) == 0
+    rows = int(pydicom.dcmread(src).Rows)
+    assert calls == [((rows, rows), src, out)]

@@ -1,0 +1,35 @@
+"""Predictor on real data from ``../shared/data`` (skipped when it is absent)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+import medseg.io as mio
+from medseg.inference.predictor import Predictor
+from medseg.prompts import box_from_mask
+
+log = logging.getLogger(__name__)
+
+
+def test_ct_gallbladder_propagation_dice(shared_data: Path, litemedsam) -> None:
+    """Gallbladder (label 4, slices 2..14) of TotalSegmentator's example CT (3 mm, 30 slices):
+    box on the largest slice, propagated up and down; it must stop near both ends. NIfTI has
+    no modality, so this also checks that the HU range is recognised as CT.
+    Measured: Dice 0.90, slices 2..13."""
+    root = shared_data / "totalseg_ref"
+    image = mio.load(root / "images" / "example_ct_sm.nii.gz")
+    truth = mio.load_label(root / "labels" / "example_ct_sm.nii.gz").array == 4
+    z = int(truth.sum(axis=(1, 2)).argmax())
+    p = Predictor(litemedsam, progress=False)
+    p.set_image(image)
+    r = p.predict(box=box_from_mask(truth[z]), slice_index=z)
+    dice = 2 * (r.mask & truth).sum() / (r.mask.sum() + truth.sum())
+    log.info("gallbladder Dice %.3f, slices %s", dice, r.slice_ranges)
+    assert dice > 0.8
+    zs = np.flatnonzero(truth.any(axis=(1, 2)))
+    lo, hi = r.slice_ranges[0]
+    assert zs[0] - 1 <= lo <= zs[0] + 1 and zs[-1] - 2 <= hi <= zs[-1] + 1
+    assert r.to_label_map().same_geometry(image)

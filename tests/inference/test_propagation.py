@@ -1,0 +1,118 @@
+"""The 3D propagation rule, with a fake segmenter instead of a model (fast and exact)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medseg.errors import PromptError
+from medseg.inference.propagation import (
+    PropagationConfig,
+    enlarge_box,
+    propagate,
+    stability_score,
+)
+from medseg.inference.result import UNREACHED_LOGIT
+
+
+def _tube(depth: int = 12, first: int = 3, last: int = 8) -> np.ndarray:
+    """(Z, 20, 20) object: a square 6x6 in slices first..last, empty elsewhere."""
+    vol = np.zeros((depth, 20, 20), bool)
+    vol[first : last + 1, 7:13, 7:13] = True
+    return vol
+
+
+def _segmenter(truth: np.ndarray, calls: list) -> object:
+    """Fake model: confident logits (+/-6) for the truth inside the box; where the box holds
+    no object it "hallucinates" a blurry blob (logits around +0.5 in the box centre), as
+    box-prompted SAM models do."""
+
+    def segment(z: int, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append((z, len(boxes)))
+        out = np.full((len(boxes), *truth.shape[1:]), -6.0, np.float32)
+        for j, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
+            inside = np.zeros(truth.shape[1:], bool)
+            inside[y0 : y1 + 1, x0 : x1 + 1] = True
+            obj = truth[z] & inside
+            if obj.any():
+                out[j][obj] = 6.0
+            else:
+                cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+                out[j, cy - 2 : cy + 3, cx - 2 : cx + 3] = 0.5
+        return out, np.full(len(boxes), 0.9, np.float32)
+
+    return segment
+
+
+def _start(truth: np.ndarray, z: int) -> np.ndarray:
+    return np.where(truth[z], 6.0, -6.0).astype(np.float32)[None]
+
+
+def test_recovers_the_object_and_stops_at_its_ends() -> None:
+    truth, calls = _tube(), []
+    res = propagate(_segmenter(truth, calls), _start(truth, 5), np.array([0.9]), 5, 12)
+    assert res.ranges == ((3, 8),)
+    np.testing.assert_array_equal(res.logits[0] > 0, truth)
+    # the slice after each end was tried (and rejected: unstable blob), nothing beyond
+    assert [z for z, _ in calls] == [6, 7, 8, 9, 4, 3, 2]
+    assert np.all(res.logits[0, [0, 1, 2, 9, 10, 11]] == UNREACHED_LOGIT)
+    assert res.boxes[0][6] == (5.0, 5.0, 14.0, 14.0)  # tight (7, 7, 12, 12) + 2 px
+    assert res.scores[0] == pytest.approx(0.9)
+
+
+def test_z_range_limits_the_visited_slices() -> None:
+    truth, calls = _tube(), []
+    res = propagate(_segmenter(truth, calls), _start(truth, 5), np.array([1.0]), 5, 12, (4, 6))
+    assert res.ranges == ((4, 6),)
+    assert sorted(z for z, _ in calls) == [4, 6]
+    with pytest.raises(PromptError, match="outside the slice range"):
+        propagate(_segmenter(truth, []), _start(truth, 5), np.array([1.0]), 5, 12, (6, 8))
+
+
+def test_objects_advance_together_and_stop_independently() -> None:
+    a, b = _tube(first=4, last=6), _tube(first=2, last=10)
+    a, b = np.pad(a, ((0, 0), (0, 0), (0, 12))), np.pad(b, ((0, 0), (0, 0), (12, 0)))
+    truth = a | b  # (12, 20, 32): a in columns 7..12, b in 19..24
+    calls: list = []
+    start = np.concatenate([_start(a, 5), _start(b, 5)])
+    res = propagate(_segmenter(truth, calls), start, np.array([1.0, 1.0]), 5, 12)
+    assert res.ranges == ((4, 6), (2, 10))
+    assert calls[:3] == [(6, 2), (7, 2), (8, 1)]  # one call per slice for all active objects
+
+
+def test_small_or_jumping_masks_stop_propagation() -> None:
+    truth = _tube(first=0, last=11)
+    truth[8] = False
+    truth[8, 9:11, 9:11] = True  # 4 px = 11 % of the 36 px start area: under 20 %
+    cfg = PropagationConfig(min_area_fraction=0.2)
+    res = propagate(_segmenter(truth, []), _start(truth, 5), np.array([1.0]), 5, 12, config=cfg)
+    assert res.ranges == ((0, 7),)
+    # a mask that does not overlap the previous one is rejected (the object "jumped")
+    jump = _tube(first=0, last=11)
+    jump[7:] = False
+    jump[7:, 13:16, 13:16] = True  # inside the enlarged box, but disjoint from slice 6
+    res = propagate(_segmenter(jump, []), _start(jump, 5), np.array([1.0]), 5, 12)
+    assert res.ranges == ((0, 6),)
+
+
+def test_empty_start_mask_is_not_propagated() -> None:
+    calls: list = []
+    start = np.full((1, 20, 20), -5.0, np.float32)
+    res = propagate(_segmenter(_tube(), calls), start, np.array([0.1]), 5, 12)
+    assert calls == [] and res.ranges == ((5, 5),) and not (res.logits > 0).any()
+
+
+def test_enlarge_box_and_stability_score() -> None:
+    assert enlarge_box((10, 20, 29, 39), (50, 40), 0.1, 2.0) == (8.0, 18.0, 31.0, 41.0)
+    assert enlarge_box((0, 0, 4, 4), (50, 40), 0.5, 0.0) == (0.0, 0.0, 6.5, 6.5)
+    assert enlarge_box((30, 40, 39, 49), (50, 40), 0.1, 2.0) == (28.0, 38.0, 39.0, 49.0)
+    logits = np.array([[3.0, 0.5, -0.5, -3.0]])
+    assert stability_score(logits) == pytest.approx(1 / 3)
+    assert stability_score(np.full((2, 2), -9.0)) == 1.0
+
+
+def test_config_json_and_validation() -> None:
+    cfg = PropagationConfig(margin=0.2, min_stability=0.5)
+    assert PropagationConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(PromptError, match="margin must be >= 0"):
+        PropagationConfig(margin=-0.1)
