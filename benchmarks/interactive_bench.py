@@ -1,0 +1,106 @@
+"""Interactive benchmark of medseg-interactive, LiteMedSAM and "box then refine" on the
+held-out cases of ``../shared/data`` (``medseg.training.interactive.split``).
+
+Uses :func:`medseg.bench.interactive.run_interactive` (the engine of ``medseg bench
+interactive``) with one change: every model runs torch with one thread
+(``num_threads=1``): on the busy 2-core machine 2 threads made LiteMedSAM's predictions
+~20x slower. Protocols and settings are those of ``medseg bench interactive`` (seed 0, box
+jitter 0.1, at most 8 targets per case, NoC cap 20)::
+
+    .venv/bin/python benchmarks/interactive_bench.py --out bench_out/interactive \\
+        --model medseg-interactive --protocol box+clicks:6 --protocol clicks:20
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger("medseg.bench.interactive_script")
+
+
+class _ScribbleAdapter:
+    """Fallback for a Predictor without ``scribbles=`` (2D only): scribble predictions call
+    ``medseg-interactive`` directly with the same prompts the Predictor would pass."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+
+    def set_image(self, image, **kwargs) -> None:
+        self.predictor.set_image(image, **kwargs)
+
+    def predict(self, scribbles=None, **kwargs):
+        from types import SimpleNamespace
+
+        import numpy as np
+
+        from medseg.models.interactive import ObjectPrompts, scribble_masks
+
+        if scribbles is None:
+            return self.predictor.predict(**kwargs)
+        emb = self.predictor.embedding()
+        prev = kwargs.get("mask_input")
+        logits = None if prev is None else np.asarray(getattr(prev, "logits", prev), np.float32)
+        points = kwargs.get("points")
+        obj = ObjectPrompts(
+            box=kwargs.get("box"),
+            points=None if points is None else np.asarray(points, np.float64),
+            labels=None if points is None else np.asarray(kwargs.get("point_labels")),
+            scribbles=scribble_masks(scribbles, emb.shape),
+            mask_logits=logits,
+        )
+        out, _ = self.predictor.model.predict_objects(emb, [obj])
+        return SimpleNamespace(mask=out[0] > 0, logits=out[0])
+
+
+def _factory(name: str):
+    import inspect
+
+    from medseg.inference import Predictor
+
+    options = {
+        "litemedsam": {"num_threads": 1, "backend": "onnx"},
+        "medseg-interactive": {"num_threads": 1},
+        "litemedsam+interactive": {
+            "litemedsam": {"num_threads": 1, "backend": "onnx"},
+            "interactive": {"num_threads": 1},
+        },
+    }.get(name, {})
+    predictor = Predictor(name, progress=False, **options)
+    has_scribbles = "scribbles" in inspect.signature(predictor.predict).parameters
+    if name == "medseg-interactive" and not has_scribbles:
+        return _ScribbleAdapter(predictor)
+    return predictor
+
+
+def main() -> None:
+    from medseg.bench.interactive import run_interactive
+    from medseg.bench.protocols import BenchConfig, make_protocol
+    from medseg.training.interactive.split import write_heldout_view
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    parser.add_argument("--shared", type=Path, default=shared)
+    parser.add_argument("--model", action="append", required=True)
+    parser.add_argument("--protocol", action="append", required=True, help="NAME:MAX")
+    parser.add_argument("--max-targets", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    protocols = []
+    for spec in args.protocol:
+        name, _, count = spec.partition(":")
+        protocols.append(make_protocol(name, max_interactions=int(count or 10), box_jitter=0.1))
+    config = BenchConfig(models=tuple(args.model), protocols=tuple(protocols), seed=args.seed,
+                         max_targets_per_case=args.max_targets)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_heldout_view(args.shared, tmp)
+        out = run_interactive(data, config, args.out, factory=_factory, progress=False)
+    log.info("%s", out.table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""``medseg train interactive``: train the ``medseg-interactive`` model with simulated
+interactions (see :mod:`medseg.training.interactive`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+
+from medseg.errors import InputError
+
+NAME = "train"
+HELP = "train a model: 'medseg train interactive --data DIR --out weights.pt'"
+
+__all__ = ["NAME", "HELP", "add_arguments", "run", "parse_duration"]
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds (> 0)."""
+    t = str(text).strip().lower()
+    try:
+        seconds = float(t)
+    except ValueError as exc:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", t)
+        if not parts or "".join(a + b for a, b in parts) != t:
+            raise InputError(
+                f"cannot read duration {text!r}; use e.g. 2h, 90m, 1h30m, 3600"
+            ) from exc
+        seconds = sum(float(a) * _UNITS[b] for a, b in parts)
+    if seconds <= 0:
+        raise InputError(f"duration must be positive, got {text!r}")
+    return seconds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
+    p = sub.add_parser("interactive", help="medseg-interactive (clicks, scribbles, box, mask)")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="dataset folder (images/ + labels/) or a folder of them; repeatable",
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="final weights file (.pt)")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default OUT.ckpt)")
+    p.add_argument("--time-budget", default="2h", help="training time of this run (default 2h)")
+    p.add_argument("--max-iterations", type=int, help="stop at this total iteration count")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--checkpoint-every", default="5m", help="checkpoint interval (default 5m)")
+    p.add_argument(
+        "--no-holdout",
+        action="store_true",
+        help="also train on the held-out evaluation cases (not for benchmarks)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from medseg.training.interactive import InteractiveTrainConfig, is_held_out, train
+    from medseg.training.interactive.data import load_sources
+
+    cfg = InteractiveTrainConfig(
+        data=tuple(args.data),
+        out=args.out,
+        checkpoint=args.checkpoint,
+        time_budget_s=parse_duration(args.time_budget),
+        max_iterations=args.max_iterations,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_every_s=parse_duration(args.checkpoint_every),
+        holdout=not args.no_holdout,
+        threads=args.threads,
+    )
+    keep = (lambda d, c: not is_held_out(d, c)) if cfg.holdout else (lambda d, c: True)
+    sources = load_sources(cfg.data, keep)
+    log.info("training on %d image sources; config %s", len(sources), cfg.to_json())
+    state = train(cfg, sources, resume=args.resume, progress=not args.no_progress)
+    log.info("weights: %s (%d iterations)", cfg.out, state.iteration)
+    return 0
