@@ -1,0 +1,118 @@
+"""``medseg serve``: the annotation web app and REST API on a folder (or the built-in sample)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from pathlib import Path
+
+NAME = "serve"
+HELP = "annotation web app + REST API for interactive segmentation of a folder of images"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "data_dir",
+        nargs="?",
+        type=Path,
+        help="folder of images (2D files, NIfTI/NRRD volumes, DICOM series); labels are saved "
+        "in DATA_DIR/labels. Default: the built-in sample CT in --sample-store",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    parser.add_argument("--model", default="litemedsam", help="model name (medseg info --models)")
+    parser.add_argument(
+        "--backend", choices=("auto", "torch", "onnx"), default=None,
+        help="image-encoder runtime of the model (default: the model's own choice)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    parser.add_argument(
+        "--no-auth", action="store_true",
+        help="do not require the access token (refused unless --host is a loopback address)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sample-store", type=Path, default=None,
+        help="where the sample CT is written when no DATA_DIR is given "
+        "(default ~/.cache/medseg/sample_store)",
+    )  # fmt: skip
+    parser.add_argument("--max-upload-mb", type=int, default=512, help="largest upload in MiB")
+    parser.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="allow this browser origin to call the API (repeatable; default: none)",
+    )  # fmt: skip
+    parser.add_argument("--open", action="store_true", help="open the app in a web browser")
+
+
+def _config(args: argparse.Namespace) -> object:
+    from medseg.errors import InputError
+    from medseg.server.config import MiB, ServerConfig, default_sample_store
+    from medseg.server.datastore import write_sample_store
+
+    if args.data_dir is None:
+        data_dir = write_sample_store(args.sample_store or default_sample_store())
+    else:
+        data_dir = args.data_dir.expanduser()
+        if not data_dir.is_dir():
+            raise InputError(f"{data_dir}: not a folder")
+    options = {"backend": args.backend, "num_threads": args.threads}
+    return ServerConfig(
+        data_dir=data_dir,
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        model_options=tuple((k, v) for k, v in options.items() if v is not None),
+        auth=not args.no_auth,
+        max_upload_bytes=args.max_upload_mb * MiB,
+        cors_origins=tuple(args.cors_origin),
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    from medseg.errors import InputError
+
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+    # without it every keep-alive response waits ~40 ms for a delayed ACK.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from medseg.server.app import create_app, load_model
+    from medseg.server.sessions import warm_up
+
+    config = _config(args)
+    sock = _bind(config.host, config.port)
+    log.info("datastore: %s", config.data_dir)
+    log.info("loading model %s ...", config.model)
+    model = load_model(config)
+    log.info("model ready (warm-up %.0f ms)", warm_up(model))
+    app = create_app(config, model=model)
+    port = sock.getsockname()[1]
+    url = dataclasses.replace(config, port=port).url(app.state.medseg.token)
+    sys.stdout.write(f"medseg annotation server on {config.data_dir}\n  open {url}\n")
+    sys.stdout.flush()
+    if args.open:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    )
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,170 @@
+"""Running one predict request on a pooled predictor: tool support, prompts, propagation.
+
+2D images go through :meth:`medseg.Predictor.predict`. On a volume, an interactive click
+segments only the slice it was made on: the predictor's cached slice embedding
+(:meth:`Predictor.embedding`) and the model's decoder, the cheap part of the model, with the
+prompts validated by :mod:`medseg.prompts.types`. ``propagate`` runs the Predictor's 3D
+propagation (``predict(..., slice_index=z)``) from that slice through the volume.
+
+Scribbles are offered when the model declares the ``scribbles`` prompt kind and the
+installed :meth:`Predictor.predict` takes a ``scribbles=`` argument; they go through
+``predict`` (2D images and propagation), so single volume slices do not take them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import PromptError
+from medseg.prompts.types import PromptSet, validate_box, validate_points
+from medseg.server.schemas import PredictRequest
+from medseg.server.sessions import PooledPredictor
+
+__all__ = ["Outcome", "tool_support", "check_request", "run_predict"]
+
+# Browser tools -> the prompt kind the model must accept (None: always available).
+_TOOL_KINDS: dict[str, str | None] = {
+    "box": "box",
+    "positive_click": "points",
+    "negative_click": "points",
+    "scribble": "scribbles",
+    "previous_mask": "mask",
+    "propagate": "box",
+    "brush": None,
+    "eraser": None,
+}
+_KIND_NAMES = {"box": "box", "points": "point (click)", "scribbles": "scribble", "mask": "mask"}
+
+
+def predictor_takes_scribbles() -> bool:
+    """True when :meth:`medseg.Predictor.predict` accepts ``scribbles=``."""
+    from medseg.inference.predictor import Predictor
+
+    return "scribbles" in inspect.signature(Predictor.predict).parameters
+
+
+def tool_support(model: Any) -> dict[str, dict[str, Any]]:
+    """``{tool: {"enabled": bool, "reason": str}}`` for the browser app's tool buttons."""
+    kinds = set(model.prompt_kinds)
+    accepted = ", ".join(_KIND_NAMES[k] for k in sorted(kinds) if k in _KIND_NAMES)
+    out: dict[str, dict[str, Any]] = {}
+    for tool, kind in _TOOL_KINDS.items():
+        if kind is None or kind in kinds:
+            out[tool] = {"enabled": True, "reason": ""}
+        else:
+            out[tool] = {
+                "enabled": False,
+                "reason": f"{model.name} does not accept {_KIND_NAMES[kind]} prompts "
+                f"(it accepts: {accepted})",
+            }
+    if "box" not in kinds:
+        out["propagate"]["reason"] = f"propagation needs box prompts, which {model.name} lacks"
+    if out["scribble"]["enabled"] and not predictor_takes_scribbles():
+        reason = "this medseg version's Predictor takes no scribbles"
+        out["scribble"] = {"enabled": False, "reason": reason}
+    return out
+
+
+def check_request(req: PredictRequest, model: Any, ndim: int, depth: int) -> int:
+    """Validate what pydantic cannot; returns the slice index (0 for 2D images)."""
+    kinds = set(model.prompt_kinds)
+    if req.box is None and not req.points and not req.scribbles:
+        raise PromptError("give a box, a click or a scribble")
+    wanted = {"box"} if req.box is not None else set()
+    wanted |= {"points"} if req.points else set()
+    wanted |= {"scribbles"} if req.scribbles else set()
+    wanted |= {"mask"} if req.mask_input == "previous" else set()
+    missing = wanted - kinds
+    if missing:
+        names = ", ".join(_KIND_NAMES[k] for k in sorted(missing))
+        raise PromptError(f"model {model.name!r} does not accept {names} prompts")
+    if req.scribbles and not predictor_takes_scribbles():
+        raise PromptError("this medseg version's Predictor takes no scribbles")
+    if req.scribbles and ndim == 3 and not req.propagate:
+        raise PromptError("on a volume, scribbles work with propagate=true only")
+    if req.point_labels and len(req.point_labels) != len(req.points):
+        raise PromptError(f"got {len(req.points)} points but {len(req.point_labels)} labels")
+    if ndim == 2:
+        if req.view != "axial" or req.slice_index not in (None, 0) or req.propagate:
+            raise PromptError("a 2D image has one axial slice (index 0) and nothing to propagate")
+        return 0
+    if req.slice_index is None:
+        raise PromptError("this image is 3D: give slice_index")
+    if req.slice_index >= depth:
+        raise PromptError(
+            f"{req.view} slice {req.slice_index} is outside the volume (0..{depth - 1})"
+        )
+    return req.slice_index
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """Result on the prompted slice (``mask``, ``logits`` ``(rows, cols)``) and, after
+    propagation, the block of slices ``start..stop`` holding the object."""
+
+    index: int
+    mask: np.ndarray
+    logits: np.ndarray
+    score: float
+    model_ms: float
+    block: tuple[int, int, np.ndarray] | None = None
+
+
+def _points(req: PredictRequest) -> tuple[list[tuple[float, float]] | None, list[int] | None]:
+    if not req.points:
+        return None, None
+    labels = list(req.point_labels) if req.point_labels else [1] * len(req.points)
+    return [tuple(p) for p in req.points], labels
+
+
+def _slice_prompts(
+    box: Any, points: Any, labels: Any, previous: np.ndarray | None, shape: tuple[int, int]
+) -> PromptSet:
+    pts = lab = None
+    if points is not None:
+        pts, lab = validate_points(points, labels, shape)
+        pts, lab = pts[None], lab[None]
+    if previous is not None and previous.shape != shape:
+        raise PromptError(f"previous mask shape {previous.shape} does not match {shape}")
+    return PromptSet(
+        boxes=None if box is None else validate_box(box, shape)[None],
+        points=pts,
+        point_labels=lab,
+        mask_input=None if previous is None else np.asarray(previous, np.float32)[None],
+    )
+
+
+def run_predict(
+    pooled: PooledPredictor, req: PredictRequest, index: int, previous: np.ndarray | None
+) -> Outcome:
+    """Segment with ``req``'s prompts (``previous``: logits to refine, or None)."""
+    predictor = pooled.predictor
+    points, labels = _points(req)
+    extra: dict[str, Any] = {}
+    if req.scribbles:
+        extra["scribbles"] = [s.model_dump() for s in req.scribbles]
+    with pooled.lock:
+        start = time.perf_counter()
+        image = predictor.image
+        if image.ndim == 2:
+            pred = predictor.predict(req.box, points, labels, mask_input=previous, **extra)
+            ms = (time.perf_counter() - start) * 1000
+            return Outcome(0, pred.mask, pred.logits, pred.score, ms)
+        if req.propagate:
+            pred = predictor.predict(
+                req.box, points, labels, mask_input=previous, slice_index=index, **extra
+            )
+            ms = (time.perf_counter() - start) * 1000
+            lo, hi = pred.slice_ranges[0]
+            block = (lo, hi, pred.mask[lo : hi + 1])
+            return Outcome(index, pred.mask[index], pred.logits[index], pred.score, ms, block)
+        prompts = _slice_prompts(req.box, points, labels, previous, image.shape[1:])
+        decoded = predictor.model.decode(predictor.embedding(index), prompts)
+        ms = (time.perf_counter() - start) * 1000
+    logits = decoded.logits[0, 0]
+    return Outcome(index, logits > 0, logits, float(decoded.scores[0, 0]), ms)

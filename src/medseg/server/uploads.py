@@ -1,0 +1,166 @@
+"""Checked uploads: allowed type, size limit, file signature and a full decode.
+
+Accepted: one PNG, JPEG, BMP, TIFF, NIfTI (``.nii``/``.nii.gz``), NRRD (``.nrrd``),
+MetaImage (``.mha``) or DICOM file, or several DICOM files of one series. Files are first
+written to a hidden staging folder inside the datastore (``uploads/.incoming``, never
+listed), checked, decoded with :func:`medseg.io.load`, and only then moved to
+``uploads/<name>`` (DICOM: ``uploads/<name>/``). Names are reduced to their last component
+and safe characters, so no upload can land outside ``uploads/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from medseg.errors import InputError
+from medseg.server.datastore import Datastore, ImageEntry, inside
+
+__all__ = [
+    "UPLOAD_TYPES",
+    "UnsupportedType",
+    "UploadedFile",
+    "upload_format",
+    "safe_filename",
+    "check_signature",
+    "staging_dir",
+    "store_upload",
+    "discard",
+]
+
+#: Extension -> format of accepted uploads (longest suffixes are matched first).
+UPLOAD_TYPES: dict[str, str] = {
+    ".nii.gz": "nifti",
+    ".nii": "nifti",
+    ".nrrd": "nrrd",
+    ".mha": "metaimage",
+    ".dcm": "dicom",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".bmp": "bmp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+}
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class UnsupportedType(InputError):
+    """An upload whose extension or content is not an accepted image type (HTTP 415)."""
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A received file: the client's name and where its bytes were staged."""
+
+    filename: str
+    path: Path
+
+
+def upload_format(filename: str) -> str:
+    """The format of an upload by its extension; raises ``InputError`` (HTTP 415)."""
+    lower = filename.lower()
+    for ext in sorted(UPLOAD_TYPES, key=len, reverse=True):
+        if lower.endswith(ext):
+            return UPLOAD_TYPES[ext]
+    allowed = ", ".join(sorted(UPLOAD_TYPES))
+    raise UnsupportedType(f"{filename!r}: unsupported file type; upload one of {allowed}")
+
+
+def safe_filename(filename: str) -> str:
+    """The last path component of ``filename`` with unsafe characters replaced by ``_``."""
+    base = re.split(r"[\\/]", filename or "")[-1]
+    base = _SAFE.sub("_", base).lstrip("._-")[-120:]
+    if not base or base in (".", ".."):
+        raise InputError(f"{filename!r} is not a usable file name")
+    return base
+
+
+def check_signature(path: Path, fmt: str) -> bool:
+    """True when the file starts like a file of ``fmt`` (magic bytes)."""
+    with open(path, "rb") as fh:
+        head = fh.read(352)
+    signatures = {
+        "png": head.startswith(b"\x89PNG\r\n\x1a\n"),
+        "jpeg": head.startswith(b"\xff\xd8\xff"),
+        "bmp": head.startswith(b"BM"),
+        "tiff": head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+        "nrrd": head.startswith(b"NRRD"),
+        "metaimage": b"ObjectType" in head or b"NDims" in head,
+        "dicom": len(head) >= 132 and head[128:132] == b"DICM",
+    }
+    if fmt == "nifti":
+        if head.startswith(b"\x1f\x8b"):
+            return True  # gzip; the decode step checks the NIfTI header inside
+        return len(head) >= 348 and int.from_bytes(head[:4], "little") in (348, 540)
+    return signatures.get(fmt, False)
+
+
+def _unique(target: Path) -> Path:
+    if not target.exists():
+        return target
+    name = target.name
+    stem, ext = (name[: -len(".nii.gz")], ".nii.gz") if name.endswith(".nii.gz") else (
+        target.stem, target.suffix)  # fmt: skip
+    for i in range(1, 10_000):
+        candidate = target.with_name(f"{stem}-{i}{ext}")
+        if not candidate.exists():
+            return candidate
+    raise InputError(f"too many uploads named {name!r}")
+
+
+def staging_dir(datastore: Datastore) -> Path:
+    """A fresh hidden folder inside ``uploads/`` for one upload's files."""
+    folder = datastore.uploads_dir / ".incoming" / secrets.token_hex(8)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def store_upload(datastore: Datastore, files: list[UploadedFile], max_voxels: int) -> ImageEntry:
+    """Check, decode and move staged ``files`` into ``uploads/``; returns the new image."""
+    from medseg.io.readers import load
+
+    if not files:
+        raise InputError("no file uploaded")
+    formats = {upload_format(f.filename) for f in files}
+    if len(files) > 1 and formats != {"dicom"}:
+        raise UnsupportedType("several files can be uploaded only as the .dcm files of one series")
+    fmt = formats.pop()
+    for f in files:
+        if not check_signature(f.path, fmt):
+            raise UnsupportedType(f"{f.filename!r} is not a {fmt} file (wrong signature)")
+    staged = files[0].path.parent
+    source = staged if fmt == "dicom" else files[0].path
+    try:
+        image = load(source)
+    except InputError as exc:
+        raise InputError(f"{files[0].filename!r} cannot be decoded: {exc}") from exc
+    if fmt == "dicom" and int(image.meta.get("series_count", 1)) > 1:
+        raise InputError("the uploaded DICOM files belong to more than one series")
+    voxels = int(image.array.size)
+    if voxels > max_voxels:
+        raise InputError(f"image has {voxels} values, more than the limit {max_voxels}")
+    name = safe_filename(files[0].filename)
+    if fmt == "dicom":
+        target = _unique(datastore.uploads_dir / Path(name).stem)
+        moved = staged.rename(target)
+    else:
+        target = _unique(datastore.uploads_dir / name)
+        moved = files[0].path.rename(target)
+    if not inside(datastore.uploads_dir, moved):  # pragma: no cover - safe_filename prevents it
+        raise InputError("upload target escapes the datastore")
+    rel = moved.relative_to(datastore.root).as_posix()
+    for entry in datastore.scan():
+        if entry.rel == rel:
+            return entry
+    raise InputError(f"{files[0].filename!r} was stored but is not listed as an image")
+
+
+def discard(folder: Path) -> None:
+    """Remove a staging folder (after a failed or finished upload)."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(folder)
