@@ -1,0 +1,268 @@
+"""``medseg auto``: self-configuring automatic segmentation (nnU-Net style, CPU budget).
+
+Sub-commands: ``check``, ``convert``, ``plan``, ``train``, ``predict``, ``run``. Training runs
+unchanged under ``torchrun --nproc_per_node N -m medseg auto train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+from medseg.errors import InputError
+
+NAME = "auto"
+HELP = "self-configuring automatic segmentation: check, convert, plan, train, predict, run"
+
+__all__ = ["NAME", "HELP", "add_arguments", "run", "parse_duration", "parse_fold"]
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(
+    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
+)
+
+
+def parse_duration(text: str) -> float:
+    """``"30m"``, ``"1h30m"``, ``"90s"`` or ``"90"`` -> seconds."""
+    m = _DURATION.match(text.strip().lower())
+    if not text.strip() or m is None or not any(m.groupdict().values()):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 30m, 1h30m, 90s)")
+    seconds = sum(float(m[k] or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive, got {text!r}")
+    return seconds
+
+
+def parse_fold(text: str) -> int | str:
+    if text == "all":
+        return "all"
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"fold must be a number or 'all', got {text!r}")
+
+
+def _budget_args(p: argparse.ArgumentParser, required: bool) -> None:
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--time-budget",
+        type=parse_duration,
+        metavar="DURATION",
+        help="wall-clock budget, e.g. 30m, 1h, 90s",
+    )
+    group.add_argument("--iterations", type=int, help="train a fixed number of iterations")
+
+
+def _plan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--configuration", choices=("auto", "2d", "3d"), default="auto")
+    p.add_argument("--memory-gb", type=float, default=4.0, help="activation memory budget")
+    p.add_argument(
+        "--min-iterations",
+        type=int,
+        default=500,
+        help="iterations the plan must fit into the time budget",
+    )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="auto_command", metavar="STEP", required=True)
+    p = sub.add_parser("check", help="verify an nnU-Net raw dataset folder")
+    p.add_argument("data", type=Path)
+    p = sub.add_parser("convert", help="images/ + labels/ folder -> nnU-Net raw layout")
+    p.add_argument("src", type=Path)
+    p.add_argument("dst", type=Path)
+    p.add_argument("--binarize", action="store_true", help="instance labels -> 0/1 mask")
+    p.add_argument("--channel-names", nargs="+", help="e.g. CT, or T1 T2 (default: guessed)")
+    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("plan", help="fingerprint the dataset and write plans.json")
+    p.add_argument("data", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="model folder")
+    p.add_argument("--time-budget", type=parse_duration, default=1800.0, metavar="DURATION")
+    _plan_args(p)
+    _common(p)
+    p = sub.add_parser("train", help="train one fold (plans first if needed)")
+    p.add_argument("data", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="model folder")
+    _budget_args(p, required=True)
+    p.add_argument("--fold", type=parse_fold, default=0, help="0..4 or all (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt")
+    p.add_argument("--split-mode", choices=("random", "blocks"), default="random")
+    p.add_argument("--seed", type=int, default=0)
+    _plan_args(p)
+    _common(p)
+    p = sub.add_parser("predict", help="segment a file or an imagesTs-style folder")
+    p.add_argument("model", type=Path)
+    p.add_argument("input", type=Path)
+    p.add_argument("out", type=Path, help="output folder (files named by case id)")
+    p.add_argument("--folds", nargs="+", help="folds to ensemble (default: all trained)")
+    p.add_argument("--checkpoint", choices=("final", "best", "latest"), default="final")
+    p.add_argument("--tta", action="store_true", help="average over mirrored inputs")
+    p.add_argument("--postprocess", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--num-parts", type=int, default=1)
+    p.add_argument("--part-id", type=int, default=0)
+    _common(p)
+    p = sub.add_parser("run", help="check, plan, train, validate and report in one budget")
+    p.add_argument("data", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="model folder")
+    _budget_args(p, required=True)
+    p.add_argument("--fold", type=parse_fold, default=0)
+    p.add_argument("--split-mode", choices=("random", "blocks"), default="random")
+    p.add_argument("--tta", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    _plan_args(p)
+    _common(p)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from medseg.data.nnunet import check_dataset, format_issues, read_dataset
+
+    ds = read_dataset(args.data)
+    issues = check_dataset(ds)
+    if issues:
+        print(format_issues(issues))
+    errors = sum(i.level == "error" for i in issues)
+    print(
+        f"{ds.name}: {len(ds.training)} training cases, {len(ds.test)} test cases, "
+        f"{ds.num_channels} channel(s), labels {ds.labels}: {errors} error(s), "
+        f"{len(issues) - errors} warning(s)"
+    )
+    if errors:
+        raise InputError(f"{args.data}: {errors} error(s) found (listed above)")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from medseg.training.convert import convert_folder
+
+    ds = convert_folder(
+        args.src,
+        args.dst,
+        binarize=args.binarize,
+        channel_names=args.channel_names,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote {args.dst}: {len(ds.training)} training and {len(ds.test)} test cases, "
+        f"channels {ds.channel_names}, labels {ds.labels}"
+    )
+    return 0
+
+
+def _budget(args: argparse.Namespace, seconds: float) -> object:
+    from medseg.training.network import measure_flops_per_second
+    from medseg.training.plan import PlanBudget
+
+    return PlanBudget(
+        time_budget_s=seconds,
+        memory_bytes=args.memory_gb * 2**30,
+        flops_per_second=measure_flops_per_second(),
+        min_iterations=args.min_iterations,
+        configuration=args.configuration,
+    )
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from medseg.training.pipeline import plan_dataset
+
+    plan = plan_dataset(args.data, args.out, _budget(args, args.time_budget))
+    print(f"wrote {args.out / 'plans.json'}")
+    for note in plan.notes:
+        print(f"  {note}")
+    print(f"  patch {plan.patch_size}, batch {plan.batch_size}, filters {plan.filters}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from medseg.training.ddp import barrier, cleanup, init_distributed
+    from medseg.training.pipeline import plan_dataset, train_fold
+    from medseg.training.trainer import TrainConfig
+
+    dist = init_distributed()
+    try:
+        if dist.is_main and not (args.out / "plans.json").is_file():
+            plan_dataset(args.data, args.out, _budget(args, args.time_budget or 1800.0))
+        barrier(dist)
+        cfg = TrainConfig(
+            fold=args.fold,
+            time_budget_s=args.time_budget,
+            iterations=args.iterations,
+            seed=args.seed,
+        )
+        result = train_fold(
+            args.data, args.out, cfg, resume=args.resume, split_mode=args.split_mode, dist=dist
+        )
+    finally:
+        cleanup(dist)
+    if dist.is_main:
+        state = "finished" if result.finished else "stopped"
+        print(
+            f"{state} at iteration {result.iterations}/{result.total_iterations} "
+            f"after {result.elapsed_s:.0f} s; best EMA pseudo-Dice {result.best_ema_dice:.3f}"
+        )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from medseg.inference.sliding_window import AutoModel, PredictConfig, predict_folder
+
+    cfg = PredictConfig(
+        folds=tuple(args.folds) if args.folds else None,
+        checkpoint=args.checkpoint,
+        tta=args.tta,
+        overlap=args.overlap,
+        postprocess=args.postprocess,
+    )
+    written = predict_folder(
+        AutoModel(args.model, cfg),
+        args.input,
+        args.out,
+        num_parts=args.num_parts,
+        part_id=args.part_id,
+    )
+    print(f"wrote {len(written)} segmentation(s) to {args.out}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from medseg.training.run import RunOptions, run_auto
+
+    opts = RunOptions(
+        time_budget_s=args.time_budget,
+        iterations=args.iterations,
+        fold=args.fold,
+        configuration=args.configuration,
+        memory_gb=args.memory_gb,
+        min_iterations=args.min_iterations,
+        split_mode=args.split_mode,
+        seed=args.seed,
+        tta=args.tta,
+        resume=args.resume,
+    )
+    report = run_auto(args.data, args.out, opts)
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    steps = {
+        "check": _check,
+        "convert": _convert,
+        "plan": _plan,
+        "train": _train,
+        "predict": _predict,
+        "run": _run,
+    }
+    return steps[args.auto_command](args)

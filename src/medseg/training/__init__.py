@@ -1,0 +1,21 @@
+"""Self-configuring automatic segmentation (``medseg auto``): nnU-Net-style fingerprint,
+plan, preprocessing cache, DynUNet training within a CPU time budget, DDP, reports.
+
+Modules: ``fingerprint``, ``plan``, ``preprocess``, ``data`` (splits, patch sampling),
+``augment``, ``network``, ``trainer``, ``ddp``, ``postprocess``, ``pipeline``, ``run``,
+``report``, ``convert``. Only the light planning API is imported here; torch-based modules
+are imported where used.
+"""
+
+from medseg.training.fingerprint import Fingerprint, compute_fingerprint
+from medseg.training.plan import Plan, PlanBudget, load_plan, plan_experiment, save_plan
+
+__all__ = [
+    "Fingerprint",
+    "compute_fingerprint",
+    "Plan",
+    "PlanBudget",
+    "plan_experiment",
+    "save_plan",
+    "load_plan",
+]

@@ -1,0 +1,208 @@
+"""The ``medseg auto`` steps on a model folder: plan, train one fold, validate, report.
+
+Model folder layout::
+
+    MODEL_DIR/dataset.json, fingerprint.json, plans.json, splits.json
+    MODEL_DIR/preprocessed/            cached .npy arrays of the plan (see preprocess.py)
+    MODEL_DIR/fold_N/                  checkpoints, training_log.json, training_curve.png
+    MODEL_DIR/fold_N/validation/       predictions of the held-out cases, metrics.json
+    MODEL_DIR/postprocessing.json      largest-component choice from validation
+    MODEL_DIR/report/                  report.md, report.json, overlay PNGs (auto run)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import InputError
+from medseg.io.atomic import atomic_path
+from medseg.training.ddp import DistInfo, barrier
+from medseg.training.plan import Plan, PlanBudget
+
+__all__ = ["plan_dataset", "ensure_plan", "train_fold", "validate_fold", "fold_name"]
+
+log = logging.getLogger(__name__)
+
+
+def fold_name(fold: int | str) -> str:
+    return f"fold_{fold}"
+
+
+def plan_dataset(data_dir: str | Path, model_dir: str | Path, budget: PlanBudget) -> Plan:
+    """Fingerprint the dataset and write ``fingerprint.json`` and ``plans.json``."""
+    from medseg.data.nnunet import read_dataset
+    from medseg.training.fingerprint import compute_fingerprint, save_fingerprint
+    from medseg.training.plan import plan_experiment, save_plan
+
+    ds = read_dataset(data_dir)
+    if ds.problems:
+        raise InputError(f"{ds.root}: {ds.problems[0]} (run medseg auto check for all problems)")
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fp = compute_fingerprint(ds)
+    save_fingerprint(fp, model_dir / "fingerprint.json")
+    plan = plan_experiment(fp, budget)
+    save_plan(plan, model_dir / "plans.json")
+    with atomic_path(model_dir / "dataset.json") as tmp:
+        shutil.copyfile(ds.root / "dataset.json", tmp)
+    for note in plan.notes:
+        log.info("plan: %s", note)
+    return plan
+
+
+def ensure_plan(data_dir: str | Path, model_dir: str | Path, budget: PlanBudget) -> Plan:
+    """The existing ``plans.json`` of ``model_dir``, or a new plan."""
+    from medseg.training.plan import load_plan
+
+    path = Path(model_dir) / "plans.json"
+    return load_plan(path) if path.is_file() else plan_dataset(data_dir, model_dir, budget)
+
+
+def train_fold(
+    data_dir: str | Path,
+    model_dir: str | Path,
+    config: Any,
+    *,
+    resume: bool = False,
+    split_mode: str = "random",
+    dist: DistInfo | None = None,
+) -> Any:
+    """Preprocess (rank 0, cached) and train one fold; returns the ``TrainResult``."""
+    from medseg.data.nnunet import read_dataset
+    from medseg.training.data import load_or_make_splits, select_fold
+    from medseg.training.plan import load_plan
+    from medseg.training.preprocess import preprocess_dataset
+    from medseg.training.trainer import Trainer
+
+    dist = dist or DistInfo()
+    model_dir = Path(model_dir)
+    plan = load_plan(model_dir / "plans.json")
+    ds = read_dataset(data_dir)
+    ids = [c.case_id for c in ds.training]
+    cache = model_dir / "preprocessed"
+    if dist.is_main:
+        preprocess_dataset(ds, plan, cache, seed=config.seed)
+        splits = load_or_make_splits(
+            model_dir / "splits.json", ids, seed=config.seed, mode=split_mode
+        )
+    barrier(dist)
+    if not dist.is_main:
+        splits = load_or_make_splits(model_dir / "splits.json", ids)
+    train_ids, val_ids = select_fold(splits, config.fold, ids)
+    if dist.distributed and config.val_patches % dist.world_size == 0:
+        from dataclasses import replace
+
+        config = replace(config, val_patches=config.val_patches // dist.world_size)
+    trainer = Trainer(
+        plan, cache, model_dir / fold_name(config.fold), train_ids, val_ids, config, dist
+    )
+    return trainer.train(resume=resume)
+
+
+def _overlay(path: Path, image: Any, gt: np.ndarray, pred: np.ndarray) -> Path:
+    """Side-by-side PNG: reference (left) and prediction (right) on the slice with the most
+    reference foreground."""
+    from PIL import Image as PILImage
+
+    from medseg.io.overlay import render_overlay
+
+    z = None
+    if gt.ndim == 3:
+        z = int(np.argmax((gt > 0).reshape(gt.shape[0], -1).sum(1)))
+    left = render_overlay(image, gt, slice_index=z)
+    right = render_overlay(image, pred, slice_index=z)
+    gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
+    with atomic_path(path) as tmp:
+        PILImage.fromarray(np.concatenate([left, gap, right], axis=1)).save(tmp, format="PNG")
+    return path
+
+
+def _predict_cases(ds: Any, model: Any, val_ids: list[str], out: Path) -> dict[str, Any]:
+    """Predict each case on its own grid; keep arrays for scoring (raw, before post-proc)."""
+    from tqdm import tqdm
+
+    from medseg.data.nnunet import load_case
+    from medseg.io import save
+
+    res: dict[str, Any] = {"preds": [], "gts": [], "spacings": [], "images": {}}
+    t0 = time.perf_counter()
+    for cid in tqdm(val_ids, desc="validate", unit="case", leave=False):
+        image, label = load_case(ds, ds.case(cid))
+        pred = model.predict(image)
+        save(pred, out / f"{cid}{ds.file_ending}")
+        res["preds"].append(pred.array)
+        res["gts"].append(label.array)
+        res["spacings"].append(image.spacing)
+        if len(res["images"]) < 3:
+            res["images"][cid] = image
+    res["seconds_per_case"] = (time.perf_counter() - t0) / max(1, len(val_ids))
+    return res
+
+
+def _score(res: dict[str, Any], val_ids: list[str], plan: Plan, largest: list[int]) -> tuple:
+    from medseg.metrics import MetricAccumulator, evaluate_case
+    from medseg.training.postprocess import keep_largest_component
+
+    values = [v for v in plan.label_values if v]
+    acc, rows = MetricAccumulator(), []
+    for i, cid in enumerate(val_ids):
+        if largest:
+            res["preds"][i] = keep_largest_component(res["preds"][i], largest)
+        case_rows = evaluate_case(
+            res["preds"][i], res["gts"][i], labels=values, spacing=res["spacings"][i], case=cid
+        )
+        for r in case_rows:
+            r["name"] = plan.label_names.get(r["label"], "")
+        acc.add(case_rows)
+        rows += case_rows
+    return acc.aggregate(), rows
+
+
+def validate_fold(
+    data_dir: str | Path, model_dir: str | Path, fold: int | str, *, tta: bool = False
+) -> dict[str, Any]:
+    """Predict the fold's validation cases on their original grids and score them.
+
+    Writes ``fold_N/validation/<case><ending>`` (raw predictions) and ``metrics.json``,
+    decides largest-component post-processing (``postprocessing.json``), writes overlay PNGs
+    to ``report/`` and returns metrics *after* the chosen post-processing
+    (``medseg.metrics``: Dice, HD95, NSD per class).
+    """
+    from medseg.data.nnunet import read_dataset
+    from medseg.inference.sliding_window import AutoModel, PredictConfig
+    from medseg.training.data import load_or_make_splits, select_fold
+    from medseg.training.postprocess import decide_postprocessing, save_postprocessing
+
+    model_dir = Path(model_dir)
+    ds = read_dataset(data_dir)
+    ids = [c.case_id for c in ds.training]
+    _, val_ids = select_fold(load_or_make_splits(model_dir / "splits.json", ids), fold, ids)
+    model = AutoModel(model_dir, PredictConfig(folds=(str(fold),), postprocess="off", tta=tta))
+    out = model_dir / fold_name(fold) / "validation"
+    res = _predict_cases(ds, model, val_ids, out)
+    values = [v for v in model.plan.label_values if v]
+    pp = decide_postprocessing(res["preds"], res["gts"], values)
+    save_postprocessing(pp, model_dir / "postprocessing.json")
+    summary, rows = _score(res, val_ids, model.plan, pp["largest_component"])
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps({"summary": summary, "cases": rows}, indent=1, default=str))
+    overlays = []
+    for cid, image in res["images"].items():
+        i = val_ids.index(cid)
+        path = model_dir / "report" / f"overlay_{cid}.png"
+        overlays.append(_overlay(path, image, res["gts"][i], res["preds"][i]))
+    return {
+        "summary": summary,
+        "cases": rows,
+        "postprocessing": pp,
+        "n_val": len(val_ids),
+        "inference_s_per_case": res["seconds_per_case"],
+        "overlays": overlays,
+    }

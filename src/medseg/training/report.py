@@ -1,0 +1,114 @@
+"""Training curves and the validation report of ``medseg auto run``."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medseg.io.atomic import atomic_path
+
+__all__ = ["plot_training_curve", "write_report", "format_summary_table"]
+
+
+def plot_training_curve(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """PNG with train/validation loss and pseudo-Dice (and its moving average) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    it = [h["iteration"] for h in history]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax.plot(it, [h["train_loss"] for h in history], label="train loss", color="tab:blue")
+    ax.plot(it, [h["val_loss"] for h in history], label="val loss", color="tab:red")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    ax2.plot(
+        it, [h["mean_pseudo_dice"] for h in history], ".", label="pseudo Dice", color="tab:green"
+    )
+    ax2.plot(
+        it, [h["ema_pseudo_dice"] for h in history], label="pseudo Dice (EMA)", color="darkgreen"
+    )
+    ax2.set_ylabel("Dice")
+    ax2.set_ylim(0, 1)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center right", fontsize=8)
+    ax.set_title("medseg auto: training curve")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def format_summary_table(summary: dict[str, Any]) -> str:
+    """Markdown table, one row per class: Dice, HD95 (mm), NSD as mean ± std."""
+    rows = ["| class | cases | Dice | HD95 (mm) | NSD |", "|---|---|---|---|---|"]
+    for label, entry in summary["per_class"].items():
+        cells = []
+        for m in ("dice", "hd95", "nsd"):
+            s = entry[m]
+            cells.append(f"{_fmt(s['mean'])} ± {_fmt(s['std'])}")
+        rows.append(f"| {label} {entry['name']} | {entry['n_cases']} | " + " | ".join(cells) + " |")
+    ov = summary["overall"]
+    rows.append(
+        f"| mean of classes | {summary['n_cases']} | {_fmt(ov['dice']['class_mean'])} | "
+        f"{_fmt(ov['hd95']['class_mean'])} | {_fmt(ov['nsd']['class_mean'])} |"
+    )
+    return "\n".join(rows)
+
+
+def write_report(out_dir: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``report.json`` and a readable ``report.md`` from the pipeline's results.
+
+    ``info`` keys: ``dataset``, ``plan_notes``, ``fold``, ``train`` (iterations, seconds...),
+    ``summary`` (``MetricAccumulator.aggregate()``), ``postprocessing``, ``cases`` (per-case
+    rows), ``timings``, ``overlays`` (relative PNG paths), ``curve``, ``warnings``.
+    """
+    out = Path(out_dir)
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=1, default=str) + "\n")
+    t, tm = info["train"], info["timings"]
+    lines = [
+        f"# medseg auto report: {info['dataset']}",
+        "",
+        f"Fold `{info['fold']}`: trained on {t['n_train']} cases, validated on "
+        f"{t['n_val']} held-out cases"
+        + (
+            " (fold 'all': validation = training cases, NOT a held-out estimate)"
+            if info["fold"] == "all"
+            else ""
+        )
+        + ".",
+        f"Training: {t['iterations']} iterations in {tm['train_s']:.0f} s "
+        f"(budget {t.get('time_budget_s') or 'fixed iterations'}); preprocessing "
+        f"{tm['preprocess_s']:.0f} s; inference {tm['inference_s_per_case']:.2f} s per case; "
+        f"total {tm['total_s']:.0f} s.",
+        "",
+        "## Validation metrics (held-out cases, original geometry)",
+        "",
+        format_summary_table(info["summary"]),
+        "",
+        f"Largest-component post-processing: {info['postprocessing']}",
+        "",
+    ]
+    if info.get("warnings"):
+        lines += ["## Warnings", "", *[f"- {w}" for w in info["warnings"]], ""]
+    lines += ["## Plan", "", *[f"- {n}" for n in info["plan_notes"]], ""]
+    lines += ["## Curves and examples", "", f"![training curve]({info['curve']})", ""]
+    lines += [f"![{Path(p).stem}]({p})" for p in info.get("overlays", [])]
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return out / "report.md"

@@ -1,0 +1,180 @@
+"""``medseg auto run``: check, plan, preprocess, train, validate and report in one budget.
+
+The time budget covers the whole run. Checking, planning and preprocessing are timed as
+they happen; the expected validation inference time is estimated from the plan (sliding
+windows x calibrated forward time) and reserved; training gets the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import InputError
+from medseg.training.plan import Plan, PlanBudget
+
+__all__ = ["RunOptions", "run_auto", "estimate_inference_s"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of a full run; exactly one of ``time_budget_s`` and ``iterations``."""
+
+    time_budget_s: float | None = 1800.0
+    iterations: int | None = None
+    fold: int | str = 0
+    configuration: str = "auto"
+    memory_gb: float = 4.0
+    min_iterations: int = 500
+    split_mode: str = "random"
+    seed: int = 0
+    tta: bool = False
+    resume: bool = False
+
+
+def estimate_inference_s(plan: Plan, resampled_shapes: list[tuple[int, ...]], tta: bool) -> float:
+    """Seconds to predict cases of the given (transposed, resampled) shapes.
+
+    A window costs a third of a per-sample training step (forward only); windows overlap
+    by half; mirroring multiplies by ``2**dims``; x1.5 for resampling and I/O.
+    """
+    per_window = plan.estimated_iteration_s / plan.batch_size / 3.0
+    patch = plan.sample_patch_size
+    total = 0.0
+    for shape in resampled_shapes:
+        n = 1
+        for s, p in zip(shape, patch, strict=True):
+            step = max(1, int(p * 0.5))
+            n *= 1 if s <= p else math.ceil((s - p) / step) + 1
+        total += n * per_window
+    return 1.5 * total * (2**plan.spatial_dims if tta else 1)
+
+
+def _val_shapes(model_dir: Path, plan: Plan, val_ids: list[str]) -> list[tuple[int, ...]]:
+    from medseg.training.preprocess import load_preprocessed
+
+    return [tuple(load_preprocessed(model_dir / "preprocessed", c).seg.shape) for c in val_ids]
+
+
+def _check(data_dir: Path) -> Any:
+    from medseg.data.nnunet import check_dataset, format_issues, read_dataset
+
+    ds = read_dataset(data_dir)
+    issues = check_dataset(ds)
+    errors = [i for i in issues if i.level == "error"]
+    for issue in issues:
+        log.warning("%s", issue)
+    if errors:
+        raise InputError(f"dataset check found {len(errors)} error(s):\n{format_issues(errors)}")
+    return ds, issues
+
+
+def _train_config(opts: RunOptions, train_budget: float | None) -> Any:
+    from medseg.training.trainer import TrainConfig
+
+    if opts.iterations is not None:
+        return TrainConfig(fold=opts.fold, iterations=opts.iterations, seed=opts.seed)
+    return TrainConfig(fold=opts.fold, time_budget_s=train_budget, seed=opts.seed)
+
+
+def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any]:
+    """Check, plan (or reuse the plan), preprocess and split; timed."""
+    from medseg.training.data import load_or_make_splits, select_fold
+    from medseg.training.network import measure_flops_per_second
+    from medseg.training.pipeline import ensure_plan
+    from medseg.training.preprocess import preprocess_dataset
+
+    ds, issues = _check(data_dir)
+    budget = PlanBudget(
+        time_budget_s=0.8 * opts.time_budget_s if opts.time_budget_s else 600.0,
+        memory_bytes=opts.memory_gb * 2**30,
+        flops_per_second=measure_flops_per_second(),
+        min_iterations=opts.min_iterations,
+        configuration=opts.configuration,
+    )
+    plan = ensure_plan(data_dir, model_dir, budget)
+    t0 = time.perf_counter()
+    preprocess_dataset(ds, plan, model_dir / "preprocessed", seed=opts.seed)
+    ids = [c.case_id for c in ds.training]
+    splits = load_or_make_splits(
+        model_dir / "splits.json", ids, seed=opts.seed, mode=opts.split_mode
+    )
+    train_ids, val_ids = select_fold(splits, opts.fold, ids)
+    return {"ds": ds, "issues": issues, "plan": plan, "train_ids": train_ids,
+            "val_ids": val_ids, "preprocess_s": time.perf_counter() - t0}  # fmt: skip
+
+
+def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> Path:
+    """Run every step; returns the path of ``report/report.md``."""
+    from medseg.training.pipeline import fold_name, train_fold, validate_fold
+    from medseg.training.report import write_report
+
+    t0 = time.perf_counter()
+    data_dir, model_dir = Path(data_dir), Path(model_dir)
+    prep = _prepare(data_dir, model_dir, opts)
+    plan, val_ids = prep["plan"], prep["val_ids"]
+    train_budget = None
+    if opts.time_budget_s is not None:
+        reserve = estimate_inference_s(plan, _val_shapes(model_dir, plan, val_ids), opts.tta)
+        reserve += 2.0 + 0.02 * opts.time_budget_s  # scoring, overlays, report
+        remaining = opts.time_budget_s - (time.perf_counter() - t0)
+        train_budget = max(remaining - reserve, 0.5 * remaining, 1.0)
+        log.info("training budget %.0f s (%.0f s reserved for validation)", train_budget, reserve)
+    t_train = time.perf_counter()
+    result = train_fold(data_dir, model_dir, _train_config(opts, train_budget),
+                        resume=opts.resume, split_mode=opts.split_mode)  # fmt: skip
+    train_s = time.perf_counter() - t_train
+    val = validate_fold(data_dir, model_dir, opts.fold, tta=opts.tta)
+    report_dir = model_dir / "report"
+    train = {
+        "iterations": result.iterations,
+        "total_iterations": result.total_iterations,
+        "time_budget_s": opts.time_budget_s,
+        "n_train": len(prep["train_ids"]),
+        "n_val": len(val_ids),
+        "finished": result.finished,
+        "best_ema_pseudo_dice": result.best_ema_dice,
+    }
+    timings = {
+        "preprocess_s": prep["preprocess_s"],
+        "train_s": train_s,
+        "inference_s_per_case": val["inference_s_per_case"],
+        "total_s": time.perf_counter() - t0,
+    }
+    info = {
+        "dataset": prep["ds"].name,
+        "fold": opts.fold,
+        "plan_notes": list(plan.notes),
+        "train": train,
+        "summary": val["summary"],
+        "cases": val["cases"],
+        "postprocessing": val["postprocessing"],
+        "timings": timings,
+        "overlays": [str(p.relative_to(report_dir)) for p in val["overlays"]],
+        "curve": f"../{fold_name(opts.fold)}/training_curve.png",
+        "warnings": _warnings(plan, result, val, opts, prep["issues"]),
+    }
+    return write_report(report_dir, info)
+
+
+def _warnings(plan: Plan, result: Any, val: dict, opts: RunOptions, issues: list) -> list[str]:
+    out = [str(i) for i in issues]
+    out += [n for n in plan.notes if n.startswith("WARNING")]
+    if opts.fold == "all":
+        out.append("fold 'all': the metrics are measured on training cases and overestimate")
+    if val["n_val"] < 3:
+        out.append(f"only {val['n_val']} validation case(s): the metrics are a rough estimate")
+    if result.iterations < 250:
+        out.append(f"only {result.iterations} training iterations: the model is under-trained")
+    dice = val["summary"]["overall"]["dice"]["class_mean"]
+    if dice is not None and np.isfinite(dice) and dice < 0.5:
+        out.append(f"mean validation Dice {dice:.3f} is low: more time or data are needed")
+    return out
