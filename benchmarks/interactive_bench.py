@@ -21,43 +21,7 @@ from pathlib import Path
 log = logging.getLogger("medseg.bench.interactive_script")
 
 
-class _ScribbleAdapter:
-    """Fallback for a Predictor without ``scribbles=`` (2D only): scribble predictions call
-    ``medseg-interactive`` directly with the same prompts the Predictor would pass."""
-
-    def __init__(self, predictor) -> None:
-        self.predictor = predictor
-
-    def set_image(self, image, **kwargs) -> None:
-        self.predictor.set_image(image, **kwargs)
-
-    def predict(self, scribbles=None, **kwargs):
-        from types import SimpleNamespace
-
-        import numpy as np
-
-        from medseg.models.interactive import ObjectPrompts, scribble_masks
-
-        if scribbles is None:
-            return self.predictor.predict(**kwargs)
-        emb = self.predictor.embedding()
-        prev = kwargs.get("mask_input")
-        logits = None if prev is None else np.asarray(getattr(prev, "logits", prev), np.float32)
-        points = kwargs.get("points")
-        obj = ObjectPrompts(
-            box=kwargs.get("box"),
-            points=None if points is None else np.asarray(points, np.float64),
-            labels=None if points is None else np.asarray(kwargs.get("point_labels")),
-            scribbles=scribble_masks(scribbles, emb.shape),
-            mask_logits=logits,
-        )
-        out, _ = self.predictor.model.predict_objects(emb, [obj])
-        return SimpleNamespace(mask=out[0] > 0, logits=out[0])
-
-
 def _factory(name: str):
-    import inspect
-
     from medseg.inference import Predictor
 
     options = {
@@ -68,11 +32,7 @@ def _factory(name: str):
             "interactive": {"num_threads": 1},
         },
     }.get(name, {})
-    predictor = Predictor(name, progress=False, **options)
-    has_scribbles = "scribbles" in inspect.signature(predictor.predict).parameters
-    if name == "medseg-interactive" and not has_scribbles:
-        return _ScribbleAdapter(predictor)
-    return predictor
+    return Predictor(name, progress=False, **options)
 
 
 def main() -> None:

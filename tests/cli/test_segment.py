@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 import medseg.io as mio
-from medseg.cli.commands.segment import parse_numbers, parse_point
+from medseg.cli.commands.segment import parse_numbers, parse_point, parse_scribble
 from medseg.cli.main import main
 from medseg.errors import PromptError
 from medseg.io.image import Image
 from medseg.models import registry
+
+LITE = ("segment", "--model", "litemedsam")
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,7 +55,7 @@ def test_segment_png_full_path(tmp_path: Path, litemedsam, capsys) -> None:
     img = np.clip(50 + 150 * disc + rng.normal(0, 5, disc.shape), 0, 255).astype(np.uint8)
     mio.save(img, tmp_path / "img.png")
     out, overlay = tmp_path / "seg", tmp_path / "ov.png"
-    argv = ["segment", str(tmp_path / "img.png"), "-o", str(out), "--box", "35,20,75,60"]
+    argv = [*LITE, str(tmp_path / "img.png"), "-o", str(out), "--box", "35,20,75,60"]
     argv += ["--overlay", str(overlay), "--backend", "onnx"]
     argv += ["--cache-dir", litemedsam.config.cache_dir]
     assert main(argv) == 0
@@ -72,7 +74,7 @@ def test_segment_nifti_volume_keeps_geometry(tmp_path: Path, shared_model) -> No
     img = Image(vol, spacing=(2.5, 0.8, 0.9), origin=(-10.0, 20.0, 30.0))
     mio.save(img, tmp_path / "vol.nii.gz")
     out = tmp_path / "mask.nii.gz"
-    argv = ["segment", str(tmp_path / "vol.nii.gz"), "-o", str(out)]
+    argv = [*LITE, str(tmp_path / "vol.nii.gz"), "-o", str(out)]
     assert main([*argv, "--box3d", "6,10,2,30,30,3", "--overlay", str(tmp_path / "o.png")]) == 0
     lab = mio.load_label(out)
     assert lab.shape == vol.shape and lab.same_geometry(mio.load(tmp_path / "vol.nii.gz"))
@@ -86,15 +88,15 @@ def test_segment_errors(tmp_path: Path, shared_model, capsys) -> None:
     mio.save(Image(vol), tmp_path / "v.nii.gz")
     src = str(tmp_path / "v.nii.gz")
     out = str(tmp_path / "o.nii.gz")
-    assert main(["segment", src, "-o", out]) == 2
+    assert main([*LITE, src, "-o", out]) == 2
     assert "give at least one prompt" in capsys.readouterr().err
-    assert main(["segment", src, "-o", out, "--box", "1,1,5,5"]) == 2
+    assert main([*LITE, src, "-o", out, "--box", "1,1,5,5"]) == 2
     assert "give slice_index" in capsys.readouterr().err
-    assert main(["segment", src, "-o", out, "--point", "1,1,2", "--point", "3,3,3"]) == 2
+    assert main([*LITE, src, "-o", out, "--point", "1,1,2", "--point", "3,3,3"]) == 2
     assert "one slice" in capsys.readouterr().err
-    assert main(["segment", src, "-o", str(tmp_path / "o.dcm"), "--box3d", "1,1,0,5,5,1"]) == 2
+    assert main([*LITE, src, "-o", str(tmp_path / "o.dcm"), "--box3d", "1,1,0,5,5,1"]) == 2
     assert "DICOM-SEG" in capsys.readouterr().err
-    assert main(["segment", str(tmp_path / "nope.png"), "-o", out, "--box", "1,1,5,5"]) == 2
+    assert main([*LITE, str(tmp_path / "nope.png"), "-o", out, "--box", "1,1,5,5"]) == 2
 
 
 def _first_case(manifest: dict, dataset: str) -> dict:
@@ -109,9 +111,7 @@ def test_segment_real_png(shared_data: Path, manifest: dict, tmp_path: Path, sha
     rows, cs = np.flatnonzero(half.any(axis=1)), np.flatnonzero(half.any(axis=0))
     box = f"{cs[0]},{rows[0]},{cs[-1]},{rows[-1]}"
     out = tmp_path / "lung.png"
-    assert (
-        main(["segment", str(shared_data / case["images"][0]), "-o", str(out), "--box", box]) == 0
-    )
+    assert main([*LITE, str(shared_data / case["images"][0]), "-o", str(out), "--box", box]) == 0
     pred = mio.load_label(out).array == 1
     gt = np.zeros_like(truth)
     gt[:, : half.shape[1]] = half
@@ -124,7 +124,7 @@ def test_segment_real_dicom_series(shared_data: Path, tmp_path: Path, shared_mod
     assert image.modality == "CT" and image.shape[0] == 20
     out = tmp_path / "seg.nii.gz"
     # a box around the vertebral body region in the middle of two slices
-    argv = ["segment", str(series), "-o", str(out), "--box3d", "180,180,9,330,330,10"]
+    argv = [*LITE, str(series), "-o", str(out), "--box3d", "180,180,9,330,330,10"]
     assert main(argv) == 0
     lab = mio.load_label(out)
     assert lab.shape == image.shape and lab.same_geometry(image)
@@ -145,6 +145,45 @@ def test_dcm_output_writes_dicom_seg(tmp_path: Path, shared_model, monkeypatch) 
 
     monkeypatch.setattr(mio, "save_dicom_seg", fake_save)
     out = tmp_path / "seg.dcm"
-    assert main(["segment", str(src), "-o", str(out), "--box", "45,40,72,63"]) == 0
+    assert main([*LITE, str(src), "-o", str(out), "--box", "45,40,72,63"]) == 0
     rows = int(pydicom.dcmread(src).Rows)
     assert calls == [((rows, rows), src, out)]
+
+
+def test_parse_scribble() -> None:
+    assert parse_scribble("1,2;3,4:0") == {"points": [(1.0, 2.0), (3.0, 4.0)], "label": 0}
+    assert parse_scribble("1,2 3,4") == {"points": [(1.0, 2.0), (3.0, 4.0)], "label": 1}
+    with pytest.raises(PromptError, match="no points"):
+        parse_scribble(":1")
+    with pytest.raises(PromptError, match="label"):
+        parse_scribble("1,2:5")
+    with pytest.raises(PromptError, match="needs 2 numbers"):
+        parse_scribble("1,2,3;4,5")
+
+
+def test_default_model_takes_clicks_and_scribbles(tmp_path: Path, capsys) -> None:
+    """Without --model the command uses ``auto`` (medseg-interactive, bundled weights)."""
+    disc = _disc((80, 100), (40, 55), 14)
+    img = np.where(disc, 200, 40).astype(np.uint8)
+    mio.save(img, tmp_path / "img.png")
+    out = tmp_path / "seg.png"
+    argv = ["segment", str(tmp_path / "img.png"), "-o", str(out)]
+    assert main([*argv, "--scribble", "48,40;62,40:1", "--scribble", "3,3;3,70:0"]) == 0
+    assert _dice(mio.load_label(out).array == 1, disc) > 0.7
+    strokes = np.zeros((80, 100), np.uint8)
+    strokes[40, 48:62], strokes[5, 5:90] = 1, 2
+    mio.save(strokes, tmp_path / "strokes.png")
+    assert main([*argv, "--scribble-mask", str(tmp_path / "strokes.png"), "--point", "55,40"]) == 0
+    assert _dice(mio.load_label(out).array == 1, disc) > 0.7
+    mio.save(strokes[:40], tmp_path / "small.png")
+    assert main([*argv, "--scribble-mask", str(tmp_path / "small.png")]) == 2
+    assert "scribble mask has shape (40, 100)" in capsys.readouterr().err
+    assert main([*argv, "--scribble", "500,3;3,3"]) == 2
+    assert "outside the image" in capsys.readouterr().err
+
+
+def test_scribbles_on_a_volume_need_a_slice(tmp_path: Path, capsys) -> None:
+    mio.save(Image(np.zeros((5, 20, 20), np.float32)), tmp_path / "v.nii.gz")
+    argv = ["segment", str(tmp_path / "v.nii.gz"), "-o", str(tmp_path / "o.nii.gz")]
+    assert main([*argv, "--scribble", "3,3;8,8"]) == 2
+    assert "need --slice" in capsys.readouterr().err

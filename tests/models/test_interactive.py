@@ -255,6 +255,61 @@ def test_predictor_bad_prompts(model):
         p.predict(box=(10, 10, 50, 50), multimask=True)
 
 
+def test_predictor_scribbles_2d_and_refinement(model):
+    from medseg.inference.predictor import Predictor
+
+    image, gt = _disk_image(80, (40, 40), 12)
+    p = Predictor(model)
+    p.set_image(image)
+    lines = [{"points": [(34, 40), (46, 40)], "label": 1}, ([(5, 5), (5, 70)], 0)]
+    r = p.predict(scribbles=lines)
+    assert r.mask.shape == (80, 80) and _dice(r.mask, gt) > 0.7
+    pair = scribble_masks(lines, (80, 80))
+    same = p.predict(scribbles={"positive": pair[0], "negative": pair[1]})
+    np.testing.assert_array_equal(same.mask, r.mask)
+    refined = p.predict(scribbles=pair, points=[(40, 40)], mask_input=r)
+    assert refined.mask.shape == (80, 80) and _dice(refined.mask, gt) > 0.7
+
+
+def test_predictor_scribbles_bad_input(model):
+    from medseg.inference.predictor import Predictor
+
+    image, _ = _disk_image(80, (40, 40), 12)
+    p = Predictor(model)
+    p.set_image(image)
+    with pytest.raises(PromptError, match="outside the image"):
+        p.predict(scribbles=[([(10, 10), (90, 10)], 1)])
+    with pytest.raises(PromptError, match="empty scribbles"):
+        p.predict(scribbles=np.zeros((2, 80, 80), bool))
+    with pytest.raises(PromptError, match=r"must be \(2, 80, 80\)"):
+        p.predict(scribbles=np.zeros((2, 40, 40), bool))
+    with pytest.raises(PromptError, match="one object"):
+        p.predict(boxes=[(1, 1, 9, 9), (20, 20, 30, 30)], scribbles=[([(5, 5)], 1)])
+
+
+def test_predictor_scribble_on_a_volume_slice_propagates(model):
+    from medseg.inference.predictor import Predictor
+
+    zz, yy, xx = np.mgrid[0:9, 0:64, 0:64]
+    gt = ((zz - 4) / 4.5) ** 2 + ((yy - 32) / 12) ** 2 + ((xx - 32) / 12) ** 2 <= 1
+    volume = np.where(gt, 200, 40).astype(np.uint8)
+    p = Predictor(model, progress=False)
+    p.set_image(volume)
+    r = p.predict(scribbles=[([(26, 32), (38, 32)], 1)], slice_index=4)
+    assert r.mask.shape == volume.shape
+    assert r.mask[4].sum() > 0 and r.mask[3].sum() > 0 and r.mask[5].sum() > 0
+    assert 2.0 * (r.mask & gt).sum() / (r.mask.sum() + gt.sum()) > 0.6
+
+
+def test_litemedsam_rejects_scribbles(litemedsam):
+    from medseg.inference.predictor import Predictor
+
+    p = Predictor(litemedsam)
+    p.set_image(np.zeros((32, 32), np.uint8))
+    with pytest.raises(PromptError, match="does not accept scribbles"):
+        p.predict(box=(2, 2, 20, 20), scribbles=[([(5, 5)], 1)])
+
+
 # ---- box then refine ---------------------------------------------------------------------
 class _Const:
     """A fake model whose logits are a constant, to see which model decoded."""

@@ -16,7 +16,7 @@ import pytest
 
 def _start(store: Path) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "medseg.cli.main", "serve", "--sample-store", str(store),
-           "--port", "0", "--backend", "torch", "--threads", "1"]  # fmt: skip
+           "--port", "0", "--threads", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 180
     assert proc.stdout is not None
@@ -52,7 +52,9 @@ def test_serve_opens_on_the_sample(tmp_path: Path) -> None:
         page = httpx.get(url, follow_redirects=True)
         assert page.status_code == 200 and "medseg" in page.text
         info = httpx.get(f"{base}/api/info", headers=headers).json()
-        assert info["model"]["name"] == "litemedsam" and info["auth"] is True
+        # the default model ("auto") takes boxes, clicks and scribbles
+        assert info["model"]["name"] == "medseg-interactive" and info["auth"] is True
+        assert all(info["model"]["tools"][t]["enabled"] for t in ("box", "scribble"))
     finally:
         _stop(proc)
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status shows it

@@ -32,6 +32,7 @@ from medseg.inference.propagation import PropagationConfig, propagate
 from medseg.inference.result import Prediction, label_map_from_logits
 from medseg.io.image import Image
 from medseg.models.base import PromptableModel
+from medseg.prompts.scribbles import validate_scribbles
 from medseg.prompts.types import (
     PromptSet,
     validate_box,
@@ -102,7 +103,9 @@ class Predictor:
     """Promptable segmentation with a cached image embedding (see the module docstring).
 
     Args:
-        model: a registered model name (``medseg.list_models()``) or a model instance.
+        model: a registered model name (``medseg.list_models()``) or a model instance;
+            default ``"auto"``, the best model on held-out data for boxes, clicks and
+            scribbles (``medseg-interactive``, see docs/benchmarks.md).
         cache_size: number of slice embeddings kept (LRU; LiteMedSAM: 4 MiB each).
         window: CT window name or :class:`medseg.io.intensity.CTWindow` for CT images.
         propagation: 3D propagation rule parameters.
@@ -115,7 +118,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: str | PromptableModel = "litemedsam",
+        model: str | PromptableModel = "auto",
         *,
         cache_size: int = 32,
         window: Any = None,
@@ -226,6 +229,7 @@ class Predictor:
         point_labels: Any,
         mask_input: Any,
         z: int | None = None,
+        scribbles: Any = None,
     ) -> PromptSet:
         if box is not None and boxes is not None:
             raise PromptError("give either box= (one object) or boxes= (several), not both")
@@ -245,8 +249,15 @@ class Predictor:
                 raise PromptError("points go with one object; predict several boxes separately")
             p, lab = validate_points(points, point_labels, shape)
             pts, labels = p[None], lab[None]
+        scr = None
+        if scribbles is not None:
+            if n != 1:
+                raise PromptError("scribbles go with one object; predict several boxes separately")
+            scr = validate_scribbles(scribbles, shape)[None]
         masks = None if mask_input is None else self._mask_logits(mask_input, shape, n, z)
-        return PromptSet(boxes=box_arr, points=pts, point_labels=labels, mask_input=masks)
+        return PromptSet(
+            boxes=box_arr, points=pts, point_labels=labels, mask_input=masks, scribbles=scr
+        )
 
     # ---- prediction ------------------------------------------------------------------
     def predict(
@@ -260,6 +271,7 @@ class Predictor:
         boxes: Any = None,
         slice_index: int | None = None,
         box3d: Any = None,
+        scribbles: Any = None,
     ) -> Prediction:
         """Segment the object(s) the prompts point at; see :class:`Prediction` for shapes.
 
@@ -275,12 +287,22 @@ class Predictor:
                 through the volume from there.
             box3d: 3D: ``(x0, y0, z0, x1, y1, z1)``; starts at the middle slice (or
                 ``slice_index``) and limits propagation to ``z0..z1``.
+            scribbles: positive/negative scribbles on the image (3D: on ``slice_index``):
+                a ``(2, H, W)`` mask pair, ``{"positive": mask, "negative": mask}`` or a
+                list of polylines ``{"points": [(x, y), ...], "label": 1}`` (see
+                :func:`medseg.prompts.scribbles.validate_scribbles`).
         """
         if self._image is None:
             raise PromptError("no image: call set_image(image) before predict()")
         kinds = {
             k
-            for k, v in (("box", box), ("box", boxes), ("box", box3d), ("points", points))
+            for k, v in (
+                ("box", box),
+                ("box", boxes),
+                ("box", box3d),
+                ("points", points),
+                ("scribbles", scribbles),
+            )
             if v is not None
         }
         kinds |= {"mask"} if mask_input is not None else set()
@@ -293,10 +315,11 @@ class Predictor:
             if slice_index is not None or box3d is not None:
                 raise PromptError("slice_index and box3d need a 3D image; this image is 2D")
             prompts = self._prompt_set(
-                self._image.shape, box, boxes, points, point_labels, mask_input
+                self._image.shape, box, boxes, points, point_labels, mask_input, None, scribbles
             )
             return self._predict_2d(prompts, multimask, stacked=boxes is not None)
-        return self._predict_3d(box, boxes, points, point_labels, mask_input, slice_index, box3d)
+        first = (box, boxes, points, point_labels, mask_input, scribbles)
+        return self._predict_3d(first, slice_index, box3d)
 
     def _predict_2d(self, prompts: PromptSet, multimask: bool, stacked: bool) -> Prediction:
         decoded = self.model.decode(self.embedding(), prompts, multimask=multimask)
@@ -342,20 +365,16 @@ class Predictor:
             raise PromptError(f"slice_index {start} is outside box3d's z range {z_range}")
         return (b[0], b[1], b[3], b[4]), start, z_range
 
-    def _predict_3d(
-        self,
-        box: Any,
-        boxes: Any,
-        points: Any,
-        point_labels: Any,
-        mask_input: Any,
-        slice_index: int | None,
-        box3d: Any,
-    ) -> Prediction:
+    def _predict_3d(self, first: tuple, slice_index: int | None, box3d: Any) -> Prediction:
+        """Propagate from the start slice; ``first`` holds the start slice's prompts
+        ``(box, boxes, points, point_labels, mask_input, scribbles)``."""
+        box, boxes, points, point_labels, mask_input, scribbles = first
         box, start, z_range = self._start_3d(box, boxes, slice_index, box3d)
         depth, ny, nx = self._require_image().shape
-        prompts = self._prompt_set((ny, nx), box, boxes, points, point_labels, mask_input, z=start)
-        first = self.model.decode(self.embedding(start), prompts)
+        prompts = self._prompt_set(
+            (ny, nx), box, boxes, points, point_labels, mask_input, start, scribbles
+        )
+        seed = self.model.decode(self.embedding(start), prompts)
 
         def segment(z: int, bxs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             d = self.model.decode(self.embedding(z), PromptSet(boxes=bxs))
@@ -363,8 +382,8 @@ class Predictor:
 
         res = propagate(
             segment,
-            first.logits[:, 0],
-            first.scores[:, 0],
+            seed.logits[:, 0],
+            seed.scores[:, 0],
             start,
             depth,
             z_range,

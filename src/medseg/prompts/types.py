@@ -147,17 +147,22 @@ class PromptSet:
         point_labels: ``(N, P)`` int64, 1 = foreground, 0 = background (with ``points``).
         mask_input: ``(N, H, W)`` float32 logits at image resolution (``> 0`` = foreground)
             from an earlier prediction, or None.
+        scribbles: ``(N, 2, H, W)`` bool scribble pixels (positive, negative) or None.
     """
 
     boxes: np.ndarray | None = None
     points: np.ndarray | None = None
     point_labels: np.ndarray | None = None
     mask_input: np.ndarray | None = None
+    scribbles: np.ndarray | None = None
+
+    def _arrays(self) -> tuple[np.ndarray | None, ...]:
+        return (self.boxes, self.points, self.mask_input, self.scribbles)
 
     def __post_init__(self) -> None:
-        counts = {len(a) for a in (self.boxes, self.points, self.mask_input) if a is not None}
+        counts = {len(a) for a in self._arrays() if a is not None}
         if not counts:
-            raise PromptError("no prompt given: pass a box, boxes, points or mask_input")
+            raise PromptError("no prompt given: pass a box, boxes, points, scribbles or mask_input")
         if len(counts) > 1:
             raise PromptError(f"prompts disagree on the number of objects: {sorted(counts)}")
         if (self.points is None) != (self.point_labels is None):
@@ -166,7 +171,7 @@ class PromptSet:
     @property
     def num_objects(self) -> int:
         """Number of objects ``N``."""
-        for a in (self.boxes, self.points, self.mask_input):
+        for a in self._arrays():
             if a is not None:
                 return len(a)
         return 0  # pragma: no cover - __post_init__ rejects an empty set
@@ -178,5 +183,6 @@ class PromptSet:
             "box": self.boxes is not None,
             "points": self.points is not None,
             "mask": self.mask_input is not None,
+            "scribbles": self.scribbles is not None,
         }
         return frozenset(k for k, v in present.items() if v)

@@ -62,7 +62,7 @@ class ServerConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
-    model: str = "litemedsam"
+    model: str = "auto"
     model_options: tuple[tuple[str, Any], ...] = ()
     auth: bool = True
     token: str | None = field(default=None, repr=False)

@@ -6,14 +6,12 @@ segments only the slice it was made on: the predictor's cached slice embedding
 prompts validated by :mod:`medseg.prompts.types`. ``propagate`` runs the Predictor's 3D
 propagation (``predict(..., slice_index=z)``) from that slice through the volume.
 
-Scribbles are offered when the model declares the ``scribbles`` prompt kind and the
-installed :meth:`Predictor.predict` takes a ``scribbles=`` argument; they go through
-``predict`` (2D images and propagation), so single volume slices do not take them.
+Scribbles are offered when the model declares the ``scribbles`` prompt kind, on 2D images,
+single volume slices and propagation alike.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import PromptError
+from medseg.prompts.scribbles import validate_scribbles
 from medseg.prompts.types import PromptSet, validate_box, validate_points
 from medseg.server.schemas import PredictRequest
 from medseg.server.sessions import PooledPredictor
@@ -41,13 +40,6 @@ _TOOL_KINDS: dict[str, str | None] = {
 _KIND_NAMES = {"box": "box", "points": "point (click)", "scribbles": "scribble", "mask": "mask"}
 
 
-def predictor_takes_scribbles() -> bool:
-    """True when :meth:`medseg.Predictor.predict` accepts ``scribbles=``."""
-    from medseg.inference.predictor import Predictor
-
-    return "scribbles" in inspect.signature(Predictor.predict).parameters
-
-
 def tool_support(model: Any) -> dict[str, dict[str, Any]]:
     """``{tool: {"enabled": bool, "reason": str}}`` for the browser app's tool buttons."""
     kinds = set(model.prompt_kinds)
@@ -64,9 +56,6 @@ def tool_support(model: Any) -> dict[str, dict[str, Any]]:
             }
     if "box" not in kinds:
         out["propagate"]["reason"] = f"propagation needs box prompts, which {model.name} lacks"
-    if out["scribble"]["enabled"] and not predictor_takes_scribbles():
-        reason = "this medseg version's Predictor takes no scribbles"
-        out["scribble"] = {"enabled": False, "reason": reason}
     return out
 
 
@@ -83,10 +72,6 @@ def check_request(req: PredictRequest, model: Any, ndim: int, depth: int) -> int
     if missing:
         names = ", ".join(_KIND_NAMES[k] for k in sorted(missing))
         raise PromptError(f"model {model.name!r} does not accept {names} prompts")
-    if req.scribbles and not predictor_takes_scribbles():
-        raise PromptError("this medseg version's Predictor takes no scribbles")
-    if req.scribbles and ndim == 3 and not req.propagate:
-        raise PromptError("on a volume, scribbles work with propagate=true only")
     if req.point_labels and len(req.point_labels) != len(req.points):
         raise PromptError(f"got {len(req.points)} points but {len(req.point_labels)} labels")
     if ndim == 2:
@@ -123,7 +108,12 @@ def _points(req: PredictRequest) -> tuple[list[tuple[float, float]] | None, list
 
 
 def _slice_prompts(
-    box: Any, points: Any, labels: Any, previous: np.ndarray | None, shape: tuple[int, int]
+    box: Any,
+    points: Any,
+    labels: Any,
+    previous: np.ndarray | None,
+    shape: tuple[int, int],
+    scribbles: Any = None,
 ) -> PromptSet:
     pts = lab = None
     if points is not None:
@@ -136,6 +126,7 @@ def _slice_prompts(
         points=pts,
         point_labels=lab,
         mask_input=None if previous is None else np.asarray(previous, np.float32)[None],
+        scribbles=None if scribbles is None else validate_scribbles(scribbles, shape)[None],
     )
 
 
@@ -163,7 +154,8 @@ def run_predict(
             lo, hi = pred.slice_ranges[0]
             block = (lo, hi, pred.mask[lo : hi + 1])
             return Outcome(index, pred.mask[index], pred.logits[index], pred.score, ms, block)
-        prompts = _slice_prompts(req.box, points, labels, previous, image.shape[1:])
+        scribbles = extra.get("scribbles")
+        prompts = _slice_prompts(req.box, points, labels, previous, image.shape[1:], scribbles)
         decoded = predictor.model.decode(predictor.embedding(index), prompts)
         ms = (time.perf_counter() - start) * 1000
     logits = decoded.logits[0, 0]

@@ -6,6 +6,11 @@ Examples::
     medseg segment ct.nii.gz -o kidney.nii.gz --box 40,30,70,60 --slice 12 --overlay k.png
     medseg segment ct.nii.gz -o liver.nii.gz --box3d 10,20,3,90,80,25
     medseg segment dicom_dir/ -o seg.nii.gz --point 250,260,10:1 --point 240,200,10:0
+    medseg segment slide.png -o cell.png --scribble "40,50;60,52;70,60:1" --scribble "5,5;5,90:0"
+    medseg segment ct.nii.gz -o organ.nii.gz --slice 30 --scribble-mask strokes.png
+
+The default model, ``auto`` (``medseg-interactive``), takes every prompt kind; LiteMedSAM
+(``--model litemedsam``) takes boxes only.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ from typing import Any
 from medseg.errors import InputError, PromptError
 
 NAME = "segment"
-HELP = "segment objects in an image or volume from box / point prompts"
+HELP = "segment objects in an image or volume from box, point and scribble prompts"
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "parse_numbers", "parse_point"]
+__all__ = [
+    "NAME",
+    "HELP",
+    "add_arguments",
+    "run",
+    "parse_numbers",
+    "parse_point",
+    "parse_scribble",
+]
 
 
 def parse_numbers(text: str, n: int | tuple[int, ...], what: str) -> tuple[float, ...]:
@@ -46,6 +59,37 @@ def parse_point(text: str) -> tuple[tuple[float, ...], int]:
     return xyz, int(label or 1)
 
 
+def parse_scribble(text: str) -> dict[str, Any]:
+    """``"x,y;x,y;...[:label]"`` -> ``{"points": [(x, y), ...], "label": 1 or 0}``; points
+    may also be separated by spaces."""
+    coords, _, label = text.partition(":")
+    if label not in ("", "0", "1"):
+        raise PromptError(f"scribble label in {text!r} must be 1 (foreground) or 0 (background)")
+    parts = [p for p in coords.replace(";", " ").split() if p]
+    if not parts:
+        raise PromptError(f"scribble {text!r} has no points: give x,y;x,y;...[:label]")
+    points = [parse_numbers(p, 2, "scribble point") for p in parts]
+    return {"points": points, "label": int(label or 1)}
+
+
+def _scribble_mask(path: Path, shape: tuple[int, ...]) -> Any:
+    """``(2, H, W)`` positive/negative scribbles from a label image: 1 = positive,
+    2 = negative, 0 = none; ``shape`` is the image's (or one slice's) ``(H, W)``."""
+    import numpy as np
+
+    import medseg.io as mio
+
+    arr = np.asarray(mio.load(path).array)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., 0]
+    if arr.shape != shape:
+        raise PromptError(f"{path}: scribble mask has shape {arr.shape}, the image {shape}")
+    bad = ~np.isin(arr, (0, 1, 2))
+    if bad.any():
+        raise PromptError(f"{path}: scribble mask values must be 0, 1 (positive) or 2 (negative)")
+    return np.stack([arr == 1, arr == 2])
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="image file or DICOM series folder")
     parser.add_argument(
@@ -55,7 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="label map to write; format from the extension (no extension: the input's)",
     )
-    parser.add_argument("--model", default="litemedsam", help="model name (medseg models)")
+    parser.add_argument(
+        "--model", default="auto", help="model name (default auto = medseg-interactive)"
+    )
     parser.add_argument(
         "--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="box (repeatable)"
     )
@@ -68,6 +114,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="X,Y[,Z][:L]",
         help="point, label 1 = foreground (default) or 0 = background (repeatable)",
     )
+    parser.add_argument(
+        "--scribble",
+        action="append",
+        default=[],
+        metavar="X,Y;X,Y;...[:L]",
+        help="scribble polyline, label 1 = foreground (default) or 0 (repeatable; on --slice)",
+    )
+    parser.add_argument(
+        "--scribble-mask",
+        type=Path,
+        help="label image of scribbles (1 = positive, 2 = negative), the image's or slice's size",
+    )
     parser.add_argument("--overlay", type=Path, help="also write an overlay PNG")
     parser.add_argument("--window", help="CT window preset (default soft_tissue for CT)")
     parser.add_argument("--modality", help="override the image's modality (e.g. CT, MR)")
@@ -77,8 +135,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="folder for the ONNX export cache")
 
 
-def _prompts(args: argparse.Namespace, is_3d: bool) -> dict[str, Any]:
-    """predict() keyword arguments from the command line."""
+def _prompts(args: argparse.Namespace, shape: tuple[int, ...]) -> dict[str, Any]:
+    """predict() keyword arguments from the command line (``shape``: the image's spatial
+    shape)."""
+    is_3d = len(shape) == 3
     kw: dict[str, Any] = {}
     boxes = [parse_numbers(b, 4, "box") for b in args.box]
     if len(boxes) == 1:
@@ -99,10 +159,18 @@ def _prompts(args: argparse.Namespace, is_3d: bool) -> dict[str, Any]:
             slice_index = int(zs.pop())
         kw["points"] = [xyz[:2] for xyz, _ in parsed]
         kw["point_labels"] = [lab for _, lab in parsed]
+    if args.scribble and args.scribble_mask:
+        raise PromptError("give --scribble or --scribble-mask, not both")
+    if args.scribble:
+        kw["scribbles"] = [parse_scribble(s) for s in args.scribble]
+    if args.scribble_mask:
+        kw["scribbles"] = _scribble_mask(args.scribble_mask, tuple(shape[-2:]))
+    if "scribbles" in kw and is_3d and slice_index is None:
+        raise PromptError("scribbles on a volume need --slice (the slice they are drawn on)")
     if slice_index is not None:
         kw["slice_index"] = slice_index
-    if not ({"box", "boxes", "box3d", "points"} & kw.keys()):
-        raise PromptError("give at least one prompt: --box, --box3d or --point")
+    if not ({"box", "boxes", "box3d", "points", "scribbles"} & kw.keys()):
+        raise PromptError("give at least one prompt: --box, --box3d, --point or --scribble")
     return kw
 
 
@@ -133,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.io.overlay import save_overlay
 
     image = mio.load(args.image)
-    kw = _prompts(args, image.ndim == 3)
+    kw = _prompts(args, tuple(image.shape))
     out = _output_path(args, image)
     if out.suffix.lower() == ".dcm" and image.meta.get("format") != "dicom":
         raise InputError("a DICOM-SEG output (.dcm) needs a DICOM input")

@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
-    parser.add_argument("--model", default="litemedsam", help="model name (medseg info --models)")
+    parser.add_argument(
+        "--model", default="auto", help="model name (default auto = medseg-interactive)"
+    )
     parser.add_argument(
         "--backend", choices=("auto", "torch", "onnx"), default=None,
         help="image-encoder runtime of the model (default: the model's own choice)",
