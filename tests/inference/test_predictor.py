@@ -198,6 +198,17 @@ def test_as_image_and_modality_rules() -> None:
     assert guess_modality(Image(hu), hu) == "CT"
     assert guess_modality(Image(hu, modality="MR"), hu) == "MR"
     assert guess_modality(Image(hu / 10), hu / 10) == "unknown"
+    # an MR with a few negative interpolation artefacts and a large range is not CT
+    mr = np.full((200,), 9000.0)
+    mr[0], mr[1] = -610.0, 30000.0
+    assert guess_modality(Image(mr[None]), mr[None]) == "unknown"
+    # 1 % air is enough; a huge 99.5th percentile is not HU
+    ct = np.full((200,), 40.0)
+    ct[:2] = -1000.0
+    assert guess_modality(Image(ct[None]), ct[None]) == "unknown"  # max < 100
+    ct[2] = 300.0
+    assert guess_modality(Image(ct[None]), ct[None]) == "CT"
+    assert guess_modality(Image(ct[None] * 100), ct[None] * 100) == "unknown"
 
 
 def _ellipsoid_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -126,3 +126,32 @@ def test_single_slice_source_file(tmp_path):
     assert back.ndim == 2 and back.same_geometry(src)
     np.testing.assert_array_equal(back.array, arr)
     assert back.label_names == {1: "canal"}
+
+
+def test_source_with_empty_sop_uids_uses_the_file_meta(tmp_path, make_series):
+    """Anonymised exports (TotalSegmentator's example series) leave SOPClassUID and
+    SOPInstanceUID empty; the file meta header still has them."""
+    s = make_series(tmp_path / "src", shape=(3, 6, 5), spacing=(2.0, 0.7, 0.8))
+    for f in sorted(s.folder.iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.SOPClassUID, ds.SOPInstanceUID = "", ""
+        ds.save_as(f)
+    src = load(s.folder)
+    arr = np.zeros(src.shape, np.uint8)
+    arr[1, 2:4, 1:3] = 1
+    out = save_dicom_seg(LabelMap.like(src, arr), s.folder, tmp_path / "seg.dcm")
+    np.testing.assert_array_equal(load_label(out, reference=s.folder).array, arr)
+    refs = pydicom.dcmread(out).ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    metas = {
+        str(pydicom.dcmread(f).file_meta.MediaStorageSOPInstanceUID) for f in s.folder.iterdir()
+    }
+    assert {str(r.ReferencedSOPInstanceUID) for r in refs} == metas
+
+
+def test_real_anonymised_ct_series_exports(tmp_path, shared_data):
+    folder = shared_data / "totalseg_ref" / "dicom" / "example_ct_dicom"
+    src = load(folder)
+    arr = np.zeros(src.shape, np.uint8)
+    arr[9:11, 200:300, 200:300] = 1
+    out = save_dicom_seg(LabelMap.like(src, arr), folder, tmp_path / "seg.dcm")
+    np.testing.assert_array_equal(load_label(out, reference=folder).array, arr)

@@ -49,6 +49,23 @@ def test_atomic_path_success_and_failure(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["f.nii.gz"]
 
 
+def test_atomic_path_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "new.txt") as tmp:
+            tmp.write_text("x")
+        assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o644
+        os.chmod(tmp_path / "new.txt", 0o640)
+        with atomic_path(tmp_path / "new.txt") as tmp:
+            tmp.write_text("y")
+        assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+
+
 def test_import_medseg_io_is_light():
     code = (
         "import sys, medseg.io; "

@@ -26,6 +26,7 @@ from medseg.io.dicom_file import (
     dicom_uids,
     read_dicom_file,
     slice_geometry,
+    sop_instance_uid,
     transfer_syntax,
 )
 from medseg.io.formats import is_dicom_file
@@ -231,7 +232,7 @@ def _read_series(info: DicomSeriesInfo, path: Path, modality: str | None) -> Ima
     parts["array"] = compact_integers(parts["array"])
     first = items[0][1]
     meta: dict[str, Any] = {"path": str(path), "format": "dicom", **dicom_uids(first)}
-    meta["sop_instance_uids"] = [str(ds.SOPInstanceUID) for _, ds in items]
+    meta["sop_instance_uids"] = [sop_instance_uid(ds) for _, ds in items]
     meta["files"] = [str(p) for p, _ in items]
     meta["transfer_syntax"] = transfer_syntax(first)
     if "ImagePositionPatient" in first:

@@ -34,6 +34,7 @@ __all__ = [
     "compact_integers",
     "decode_hint",
     "transfer_syntax",
+    "sop_instance_uid",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,14 @@ _DECODER_HINT = (
     "pylibjpeg-libjpeg pylibjpeg-openjpeg` (JPEG, JPEG 2000), `pip install pyjpegls` (JPEG-LS) "
     "or `pip install python-gdcm`"
 )
+
+
+def sop_instance_uid(ds: Any) -> str:
+    """The dataset's SOP Instance UID, or the file meta header's when the dataset's is empty
+    (anonymised exports such as TotalSegmentator's example series blank it)."""
+    uid = str(ds.get("SOPInstanceUID", "") or "")
+    meta = getattr(ds, "file_meta", None)
+    return uid or (str(meta.get("MediaStorageSOPInstanceUID", "") or "") if meta else "")
 
 
 def transfer_syntax(ds: Any) -> str:
@@ -201,7 +210,7 @@ def read_dicom_file(path: Path, *, modality: str | None = None) -> Image:
     arr, rescaled = _pixels(ds, path)
     photometric = str(ds.get("PhotometricInterpretation", ""))
     meta: dict[str, Any] = {"path": str(path), "format": "dicom", **dicom_uids(ds)}
-    meta["sop_instance_uids"] = [str(ds.get("SOPInstanceUID", ""))]
+    meta["sop_instance_uids"] = [sop_instance_uid(ds)]
     meta["files"] = [str(path)]
     meta["transfer_syntax"] = transfer_syntax(ds)
     if photometric == "MONOCHROME1" and arr.dtype.kind in "iu":

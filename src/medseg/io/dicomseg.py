@@ -44,7 +44,23 @@ def _source_datasets(source: Image) -> list[Any]:
             f"{source.meta.get('path')}: DICOM-SEG export needs one file per slice "
             f"(got {len(files)} file(s) for {source.shape[0]} slices)"
         )
-    return [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    return [_with_sop_uids(pydicom.dcmread(f, stop_before_pixels=True), f) for f in files]
+
+
+def _with_sop_uids(ds: Any, path: Any) -> Any:
+    """Fill an empty SOP Class/Instance UID from the file meta header (seen in anonymised
+    exports, e.g. TotalSegmentator's example series); the file on disk is not changed."""
+    meta = getattr(ds, "file_meta", None)
+    for tag, meta_tag in (
+        ("SOPClassUID", "MediaStorageSOPClassUID"),
+        ("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
+    ):
+        if not str(ds.get(tag, "") or ""):
+            value = str(meta.get(meta_tag, "") or "") if meta is not None else ""
+            if not value:
+                raise InputError(f"{path}: no {tag} in the dataset or its file meta header")
+            setattr(ds, tag, value)
+    return ds
 
 
 def _segment_descriptions(values: list[int], names: dict[int, str]) -> list[Any]:
