@@ -46,7 +46,7 @@ from medseg.models.interactive_net import (
     encode_inputs,
     paste_back,
 )
-from medseg.models.registry import register_model
+from medseg.models.registry import build_config, register_model
 from medseg.prompts.scribbles import validate_scribbles as scribble_masks
 from medseg.prompts.types import PromptSet
 
@@ -305,8 +305,4 @@ class InteractiveModel(PromptableModel):
 @register_model("medseg-interactive")
 def medseg_interactive(**overrides: Any) -> InteractiveModel:
     """``medseg-interactive`` with :class:`InteractiveConfig` defaults replaced by ``overrides``."""
-    fields = {f.name for f in dataclasses.fields(InteractiveConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ModelError(f"unknown medseg-interactive option(s) {unknown}; valid: {sorted(fields)}")
-    return InteractiveModel(InteractiveConfig(**overrides))
+    return InteractiveModel(build_config("medseg-interactive", InteractiveConfig, overrides))

@@ -39,7 +39,7 @@ import numpy as np
 
 from medseg.errors import InputError, ModelError, PromptError
 from medseg.models.base import Decoded, PromptableModel
-from medseg.models.registry import register_model
+from medseg.models.registry import build_config, register_model
 from medseg.prompts.types import PromptSet
 
 __all__ = ["LiteMedSAMConfig", "LiteMedSAM", "LiteMedSAMEmbedding", "preprocess", "litemedsam"]
@@ -300,8 +300,4 @@ class LiteMedSAM(PromptableModel):
 @register_model("litemedsam")
 def litemedsam(**overrides: Any) -> LiteMedSAM:
     """LiteMedSAM with :class:`LiteMedSAMConfig` defaults replaced by ``overrides``."""
-    fields = {f.name for f in dataclasses.fields(LiteMedSAMConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ModelError(f"unknown litemedsam option(s) {unknown}; valid options: {sorted(fields)}")
-    return LiteMedSAM(LiteMedSAMConfig(**overrides))
+    return LiteMedSAM(build_config("litemedsam", LiteMedSAMConfig, overrides))

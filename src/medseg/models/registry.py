@@ -12,16 +12,18 @@ first registry look-up (cheap: they import torch only when a model is created).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from medseg.errors import ModelError
 
-__all__ = ["register_model", "create_model", "list_models", "is_model"]
+__all__ = ["register_model", "create_model", "list_models", "is_model", "build_config"]
 
 Factory = Callable[..., Any]
 F = TypeVar("F", bound=Factory)
+T = TypeVar("T")
 
 # Name -> factory. The registry is process-wide by design (like timm's): registering is
 # the extension point for new models; nothing else is stored here.
@@ -79,3 +81,13 @@ def create_model(name: str, **overrides: Any) -> Any:
     if name not in _REGISTRY:
         raise ModelError(f"unknown model {name!r}; available models: {', '.join(available)}")
     return _REGISTRY[name](**overrides)
+
+
+def build_config(name: str, config_cls: type[T], overrides: dict[str, Any]) -> T:
+    """``config_cls(**overrides)`` for model ``name``, with a ``ModelError`` listing the valid
+    options when an override is not a field of the (dataclass) config."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ModelError(f"unknown {name} option(s) {unknown}; valid options: {sorted(fields)}")
+    return config_cls(**overrides)
