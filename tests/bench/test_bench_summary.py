@@ -12,6 +12,7 @@ from medseg.bench.summary import (
     noc,
     padded_curve,
     percentiles,
+    worse_steps,
 )
 from medseg.errors import InputError
 
@@ -56,6 +57,13 @@ def test_metric_block_by_hand() -> None:
     assert b["dice_auc"] == pytest.approx((0.785 + 0.8 + 0.3) / 3)
     assert b["noc"]["85"] == {"mean": pytest.approx((2 + 20 + 20) / 3), "never_reached": 2}
     assert b["noc"]["90"] == {"mean": pytest.approx((3 + 20 + 20) / 3), "never_reached": 2}
+    # corrections: 0.5->0.86, 0.86->0.92, 0.2->0.3, 0.3->0.4: none worse
+    assert b["n_corrections"] == 4 and b["worse_steps"] == 0.0
+    worse = metric_block([_t(0.5, 0.4, 0.4995, 0.6), _t(0.7)], 4, (0.85,))
+    # 0.5->0.4 worse; 0.4->0.4995 better; 0.4995->0.6 better: 1 of 3 (0.7 made none)
+    assert worse["n_corrections"] == 3 and worse["worse_steps"] == pytest.approx(1 / 3)
+    assert worse_steps([[0.5, 0.4995, 0.49]]) == (1, 2)  # -0.0005 is noise, -0.0095 is worse
+    assert metric_block([_t(0.9)], 1, (0.85,))["worse_steps"] is None
     iou = metric_block([_t(0.9)], 1, (0.85,), "iou")  # IoU 0.818 < 0.85
     assert iou["noc"]["85"] == {"mean": 20.0, "never_reached": 1}
     assert metric_block([], 3, (0.85,)) == {"n_targets": 0}

@@ -243,7 +243,8 @@ def _row(s: dict, ds: str, block: dict) -> list[str]:
     return [
         s["model"], s["protocol"], ds, str(block["n_targets"]), _fmt(block.get("dice_first")),
         _fmt(block.get("dice_final")), _fmt(block.get("nsd_final")), _fmt(block.get("dice_auc")),
-        *nocs, _fmt(timing["set_image_s"]["p50"], ".3f"),
+        _fmt(block.get("worse_steps"), ".0f", 100), *nocs,
+        _fmt(timing["set_image_s"]["p50"], ".3f"),
         f"{_fmt(lat['p50'], '.0f', 1000)}/{_fmt(lat['p95'], '.0f', 1000)}",
         _fmt(memory.get("peak_rss_mb"), ".0f"),
     ]  # fmt: skip
@@ -254,7 +255,7 @@ def format_table(payload: dict[str, Any], max_skips: int = 30) -> str:
     thresholds = payload["config"]["noc_thresholds"]
     metric = payload["config"]["noc_metric"]
     header = ["model", "protocol", "dataset", "n", "Dice@1", "Dice end", "NSD end", "AUC",
-              *[f"NoC@{round(t * 100)} (miss)" for t in thresholds], "set_img s",
+              "worse %", *[f"NoC@{round(t * 100)} (miss)" for t in thresholds], "set_img s",
               "lat ms p50/p95", "RSS MB"]  # fmt: skip
     rows: list[list[str]] = []
     notes: list[str] = []

@@ -11,6 +11,9 @@ Definitions (also in ``docs/bench.md``):
 - ``NoC@T`` (number of clicks): the first interaction (1-based) after which the metric is
   ``>= T``; a target that never gets there counts as ``cap`` (20, as in RITM) and is counted
   in ``never_reached``.
+- ``worse_steps``: among the corrections actually made (interactions 2..N of each target,
+  before it stopped), the fraction after which Dice dropped by more than ``WORSE_TOL``
+  (0.001) from the step before; ``n_corrections`` counts them.
 - CVPR 2025 ``DSC_AUC`` / ``NSD_AUC``: trapezoid area, unit steps, unnormalised, over the last
   5 interactions (the click steps), as the challenge's evaluation code computes it (range
   ``[0, 4]``); ``DSC_Final``/``NSD_Final``: values after the last interaction. Case values
@@ -30,6 +33,8 @@ import numpy as np
 from medseg.errors import InputError
 
 __all__ = [
+    "WORSE_TOL",
+    "worse_steps",
     "noc",
     "curve_auc",
     "challenge_auc",
@@ -38,6 +43,23 @@ __all__ = [
     "metric_block",
     "challenge_block",
 ]
+
+
+# A correction "makes it worse" when Dice drops by more than this (ignores float noise).
+WORSE_TOL = 1e-3
+
+
+def worse_steps(curves: Sequence[Sequence[float]]) -> tuple[int, int]:
+    """``(worse, corrections)``: corrections (steps after the first, unpadded) after which the
+    value dropped by more than :data:`WORSE_TOL`, and all corrections."""
+    worse = total = 0
+    for curve in curves:
+        v = np.asarray(curve, dtype=np.float64)
+        if v.size > 1:
+            d = np.diff(v)
+            worse += int(np.count_nonzero(d < -WORSE_TOL))
+            total += int(d.size)
+    return worse, total
 
 
 def noc(values: Sequence[float], threshold: float, cap: int = 20) -> tuple[int, bool]:
@@ -111,6 +133,7 @@ def metric_block(
         return {"n_targets": 0}
     dice = np.array([padded_curve([s["dice"] for s in t["steps"]], n_steps) for t in targets])
     nsd = np.array([padded_curve([s["nsd"] for s in t["steps"]], n_steps) for t in targets])
+    worse, n_corr = worse_steps([[s["dice"] for s in t["steps"][:n_steps]] for t in targets])
     block: dict[str, Any] = {
         "n_targets": len(targets),
         "mean_dice_per_step": dice.mean(axis=0).tolist(),
@@ -119,6 +142,8 @@ def metric_block(
         "dice_final": float(dice[:, -1].mean()),
         "nsd_final": float(nsd[:, -1].mean()),
         "dice_auc": float(np.mean([curve_auc(row) for row in dice])),
+        "n_corrections": n_corr,
+        "worse_steps": worse / n_corr if n_corr else None,
         "noc_metric": noc_metric,
         "noc": {},
     }
