@@ -29,7 +29,8 @@ def test_info_and_model(shared_api: Api) -> None:
     assert tools["box"]["enabled"] and tools["negative_click"]["enabled"]
     assert not tools["scribble"]["enabled"] and "scribble" in tools["scribble"]["reason"]
     assert ".nii.gz" in info["upload_types"]
-    assert shared_api.get("/api/model").json()["prompt_kinds"] == ["box", "mask", "points"]
+    model = shared_api.get("/api/model").json()
+    assert model["prompt_kinds"] == ["box", "mask", "points"] and model["refine_default"] is False
     schema = shared_api.client.get("/openapi.json").json()
     assert "/api/sessions/{session_id}/predict" in schema["paths"]
 

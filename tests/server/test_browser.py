@@ -35,8 +35,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture()
-def served(model: Any, store: Path) -> Iterator[tuple[str, Path]]:
+def _serve(model: Any, store: Path) -> Iterator[tuple[str, Path]]:
     """(URL with token, datastore) of a live uvicorn server in a thread."""
     import uvicorn
 
@@ -56,6 +55,20 @@ def served(model: Any, store: Path) -> Iterator[tuple[str, Path]]:
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
+
+@pytest.fixture()
+def served(model: Any, store: Path) -> Iterator[tuple[str, Path]]:
+    """The app with LiteMedSAM (box prompts only)."""
+    yield from _serve(model, store)
+
+
+@pytest.fixture()
+def served_auto(store: Path) -> Iterator[tuple[str, Path]]:
+    """The app with the default model (``auto`` = medseg-interactive: every tool)."""
+    from medseg.models.registry import create_model
+
+    yield from _serve(create_model("auto", num_threads=1), store)
 
 
 def _label_count(page: Any) -> int:
@@ -165,3 +178,55 @@ def test_box_click_save_in_chromium(served: tuple[str, Path], tmp_path: Path) ->
     ys, xs = np.nonzero(labels)
     x0, y0, x1, y1 = SAMPLE_CT_BOX
     assert xs.min() >= x0 - 1 and xs.max() <= x1 + 1 and ys.min() >= y0 - 1 and ys.max() <= y1 + 1
+
+
+def _wait_for_labels(page: Any, differs_from: int) -> int:
+    for _ in range(300):  # poll: the app's CSP forbids Playwright's eval-based waits
+        count = _label_count(page)
+        if count != differs_from:
+            return count
+        time.sleep(0.1)
+    return _label_count(page)
+
+
+def test_scribble_on_a_volume_slice_in_chromium(served_auto: tuple[str, Path]) -> None:
+    """Default model: a positive scribble on the phantom's middle slice segments the ball
+    there; a negative scribble across it removes pixels."""
+    from .conftest import PHANTOM_CENTRE
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _ = served_auto
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 820})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        status = page.locator("#status-msg")
+        sync_api.expect(status).to_contain_text("ready", timeout=60_000)
+        page.select_option("#image-select", label="volumes/phantom.nii.gz")
+        sync_api.expect(status).to_contain_text("ready: volumes", timeout=60_000)
+        scribble = page.locator("[data-tool=scribble]")
+        sync_api.expect(scribble).not_to_have_attribute("aria-disabled", "true")
+        sync_api.expect(page.locator("#refine")).to_be_checked()  # the model's default
+        scribble.click()
+        z, cy, cx = PHANTOM_CENTRE
+        # the app opens a volume on its middle slice, the ball's centre slice
+        assert page.evaluate("() => window.medsegApp.indices[window.medsegApp.view]") == z
+        start, end = _to_screen(page, cx - 4, cy), _to_screen(page, cx + 4, cy + 1)
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(*end, steps=6)
+        page.mouse.up()
+        first = _wait_for_labels(page, 0)
+        assert first > 20
+        # a negative (right-button) scribble over the ball's lower half
+        start, end = _to_screen(page, cx - 6, cy + 4), _to_screen(page, cx + 6, cy + 4)
+        page.mouse.move(*start)
+        page.mouse.down(button="right")
+        page.mouse.move(*end, steps=6)
+        page.mouse.up(button="right")
+        second = _wait_for_labels(page, first)
+        assert 0 < second < first
+        assert not errors, errors
+        browser.close()

@@ -41,7 +41,7 @@ def _mask(body: dict) -> np.ndarray:
 
 def test_scribble_tool_is_enabled(interactive_api: Api) -> None:
     info = interactive_api.get("/api/info").json()
-    assert info["model"]["name"] == "medseg-interactive"
+    assert info["model"]["name"] == "medseg-interactive" and info["model"]["refine_default"]
     assert all(t["enabled"] for t in info["model"]["tools"].values())
 
 

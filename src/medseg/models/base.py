@@ -50,6 +50,9 @@ class PromptableModel(ABC):
     prompt_kinds: ClassVar[frozenset[str]] = frozenset()
     #: Number of candidate masks ``decode(..., multimask=True)`` returns (0: unsupported).
     num_multimask_outputs: ClassVar[int] = 0
+    #: Whether corrections should send the previous mask as ``mask_input`` (the model was
+    #: trained for it); user interfaces use it as their default.
+    refines_previous_mask: ClassVar[bool] = False
 
     def normalize(
         self, array: np.ndarray, *, modality: str = "unknown", window: Any = None

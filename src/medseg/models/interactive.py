@@ -192,6 +192,7 @@ class InteractiveModel(PromptableModel):
 
     name = "medseg-interactive"
     prompt_kinds = frozenset({"box", "points", "mask", "scribbles"})
+    refines_previous_mask = True
     num_multimask_outputs = 0
 
     def __init__(self, config: InteractiveConfig | None = None) -> None:

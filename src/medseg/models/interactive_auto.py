@@ -40,6 +40,7 @@ class BoxThenRefine(PromptableModel):
 
     name = "litemedsam+interactive"
     prompt_kinds = frozenset({"box", "points", "mask", "scribbles"})
+    refines_previous_mask = True
     num_multimask_outputs = 0
 
     def __init__(self, first: PromptableModel, refine: PromptableModel) -> None:

@@ -76,6 +76,7 @@ class ModelInfo(BaseModel):
     name: str
     prompt_kinds: list[str]
     multimask: bool
+    refine_default: bool = False
     tools: dict[str, ToolSupport]
     config: dict[str, object]
 

@@ -83,6 +83,7 @@ class ServerState:
             "name": model.name,
             "prompt_kinds": sorted(model.prompt_kinds),
             "multimask": model.num_multimask_outputs > 0,
+            "refine_default": bool(getattr(model, "refines_previous_mask", False)),
             "tools": tool_support(model),
             "config": model.config_dict(),
         }

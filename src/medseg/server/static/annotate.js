@@ -12,7 +12,7 @@ export const annotate = {
     if (!this.model) return false;
     const t = this.model.tools[tool];
     if (!t) return true; // viewer tools (pan) need no model support
-    return t.enabled && (tool !== "propagate" || this.is3d) && (tool !== "scribble" || !this.is3d);
+    return t.enabled && (tool !== "propagate" || this.is3d);
   },
 
   // Why a tool is unavailable for the open image ("" when it is available).
@@ -20,7 +20,6 @@ export const annotate = {
     const t = this.model && this.model.tools[tool];
     if (t && !t.enabled) return t.reason;
     if (tool === "propagate" && !this.is3d) return "propagation needs a 3D volume";
-    if (tool === "scribble" && this.is3d) return "scribbles work on 2D images only";
     return this.model ? "" : "the model is not ready";
   },
 

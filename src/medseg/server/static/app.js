@@ -80,6 +80,7 @@ class App {
     });
     const refine = $("refine");
     refine.disabled = !this.model.tools.previous_mask.enabled;
+    refine.checked = this.refine = !refine.disabled && Boolean(this.model.refine_default);
     if (refine.disabled) refine.parentElement.title = this.model.tools.previous_mask.reason;
     if (!this.toolEnabled(this.tool)) this.tool = "box";
     this.highlightTool();
