@@ -129,14 +129,20 @@ def _check_view_mapping_matches_server(page: Any) -> None:
                 assert got == view_slice(image, view, index).ravel().tolist(), (view, index)
 
 
+def _open_browser(pw: Any) -> tuple[Any, Any, list[str]]:
+    """(browser, page, list collecting the page's JavaScript errors)."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+    page = browser.new_page(viewport={"width": 1360, "height": 820})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return browser, page, errors
+
+
 def test_box_click_save_in_chromium(served: tuple[str, Path], tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     url, store = served
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 820})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page, errors = _open_browser(pw)
         page.goto(url.split("?")[0])  # without the token: the app asks for it
         sync_api.expect(page.locator("#login")).to_be_visible()
         page.goto(url)
@@ -197,10 +203,7 @@ def test_scribble_on_a_volume_slice_in_chromium(served_auto: tuple[str, Path]) -
     sync_api = pytest.importorskip("playwright.sync_api")
     url, _ = served_auto
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 820})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page, errors = _open_browser(pw)
         page.goto(url)
         status = page.locator("#status-msg")
         sync_api.expect(status).to_contain_text("ready", timeout=60_000)
