@@ -9,6 +9,9 @@ jitter 0.1, at most 8 targets per case, NoC cap 20)::
 
     .venv/bin/python benchmarks/interactive_bench.py --out bench_out/interactive \\
         --model medseg-interactive --protocol box+clicks:6 --protocol clicks:20
+
+``--option KEY=VALUE`` passes options to medseg-interactive (e.g. ``tta=true``, or
+``weights=PATH`` to evaluate a checkpoint before it is committed).
 """
 
 from __future__ import annotations
@@ -21,7 +24,19 @@ from pathlib import Path
 log = logging.getLogger("medseg.bench.interactive_script")
 
 
-def _factory(name: str):
+def _value(text: str):
+    """``"true"``/``"false"``, a number or a string, from a ``KEY=VALUE`` option."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _factory(name: str, extra: dict | None = None):
     from medseg.inference import Predictor
 
     options = {
@@ -32,6 +47,8 @@ def _factory(name: str):
             "interactive": {"num_threads": 1},
         },
     }.get(name, {})
+    if extra and name in ("medseg-interactive", "auto"):
+        options = {**options, **extra}
     return Predictor(name, progress=False, **options)
 
 
@@ -48,7 +65,12 @@ def main() -> None:
     parser.add_argument("--max-targets", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="medseg-interactive option, e.g. tta=true or weights=/path/w.pt",
+    )  # fmt: skip
     args = parser.parse_args()
+    extra = {k: _value(v) for k, _, v in (o.partition("=") for o in args.option)}
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     protocols = []
     for spec in args.protocol:
@@ -58,7 +80,9 @@ def main() -> None:
                          max_targets_per_case=args.max_targets)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         data = write_heldout_view(args.shared, tmp)
-        out = run_interactive(data, config, args.out, factory=_factory, progress=False)
+        out = run_interactive(
+            data, config, args.out, factory=lambda n: _factory(n, extra), progress=False
+        )
     log.info("%s", out.table)
 
 

@@ -357,3 +357,30 @@ def test_auto_is_medseg_interactive():
     assert {"auto", "medseg-interactive", "litemedsam+interactive"} <= set(list_models())
     m = create_model("auto", enlarge=2.0)
     assert isinstance(m, InteractiveModel) and m.config.enlarge == 2.0
+
+
+def test_tta_averages_the_mirrored_prediction(monkeypatch):
+    """With a fake network ``f(x) = x[:, :1] + ramp`` (ramp 0..S-1 along x), the mirrored
+    pass un-mirrored is ``x[:, :1] + (S-1-ramp)``, so TTA gives ``x[:, :1] + (S-1)/2``."""
+    import torch
+
+    from medseg.models import create_model
+
+    tta = create_model("medseg-interactive", tta=True, num_threads=1)
+    seen = []
+
+    def fake(x):
+        seen.append(x.shape[0])
+        ramp = torch.arange(x.shape[-1], dtype=x.dtype)
+        return x[:, :1] + ramp
+
+    image, _ = _disk_image(80, (40, 44), 12)
+    emb = tta.encode(image / 255.0)
+    obj = ObjectPrompts(box=np.array([30.0, 26.0, 58.0, 54.0]))
+    x, window = tta.object_input(emb, obj)
+    monkeypatch.setattr(tta, "net", fake)
+    logits, _ = tta.predict_objects(emb, [obj])
+    assert seen == [2]  # one batch: the input and its mirror
+    s = tta.size
+    expected = paste_back(x[0] + (s - 1) / 2, window, emb.shape, -20.0)
+    np.testing.assert_allclose(logits[0], expected, rtol=1e-5, atol=1e-4)

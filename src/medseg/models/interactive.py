@@ -81,6 +81,8 @@ class InteractiveConfig:
         min_side: smallest window side (pixels) with a box or previous mask.
         click_min_side, click_min_fraction: smallest window side with clicks/scribbles
             only: ``max(click_min_side, click_min_fraction * max(H, W))``.
+        tta: also run the network on the left-right mirrored input and average the logits
+            (about twice the network time).
     """
 
     weights: str | None = None
@@ -89,6 +91,7 @@ class InteractiveConfig:
     min_side: int = 24
     click_min_side: int = 64
     click_min_fraction: float = 0.25
+    tta: bool = False
 
     def __post_init__(self) -> None:
         if self.enlarge < 1.0 or self.min_side < 2 or self.click_min_side < 2:
@@ -269,7 +272,11 @@ class InteractiveModel(PromptableModel):
             if self.config.num_threads:
                 torch.set_num_threads(int(self.config.num_threads))
             with torch.inference_mode():
-                out = self.net(x)[:, 0].numpy()
+                if self.config.tta:  # every input channel is a spatial map: mirror them all
+                    both = self.net(torch.cat([x, x.flip(-1)]))[:, 0]
+                    out = ((both[: len(x)] + both[len(x) :].flip(-1)) / 2).numpy()
+                else:
+                    out = self.net(x)[:, 0].numpy()
         finally:
             torch.set_num_threads(before)
         logits = np.stack([paste_back(o, w, emb.shape, OUTSIDE_LOGIT)
