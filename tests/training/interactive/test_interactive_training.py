@@ -152,6 +152,24 @@ def test_training_resume_continues_exactly(tmp_path, toy):
         torch.testing.assert_close(a[k], b[k])  # same as never stopping
 
 
+def test_lr_factor_cosine_by_time_and_iterations(tmp_path, toy):
+    from medseg.training.interactive.trainer import lr_factor
+
+    const = _config(tmp_path, toy, time_budget_s=100.0)
+    assert lr_factor(const, 50.0, 10, 0) == 1.0
+    cos = dataclasses.replace(const, lr_schedule="cosine", lr_min_fraction=0.0)
+    assert lr_factor(cos, 0.0, 0, 0) == pytest.approx(1.0)
+    assert lr_factor(cos, 50.0, 0, 0) == pytest.approx(0.5)
+    assert lr_factor(cos, 100.0, 0, 0) == pytest.approx(0.0)
+    assert lr_factor(cos, 500.0, 0, 0) == pytest.approx(0.0)  # past the budget: the floor
+    # iterations of this invocation (started at 10, stops at 30): 20 of 20 done -> the end
+    by_iter = dataclasses.replace(cos, max_iterations=30, lr_min_fraction=0.01)
+    assert lr_factor(by_iter, 1.0, 20, 10) == pytest.approx(0.01 + 0.99 * 0.5, abs=1e-3)
+    assert lr_factor(by_iter, 1.0, 30, 10) == pytest.approx(0.01)
+    with pytest.raises(InputError, match="lr schedule"):
+        dataclasses.replace(cos, lr_schedule="step")
+
+
 def test_resume_without_checkpoint_and_bad_config(tmp_path, toy):
     with pytest.raises(InputError, match="no checkpoint"):
         train(_config(tmp_path, toy, max_iterations=1), [], resume=True, progress=False)

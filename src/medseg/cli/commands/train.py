@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--lr-schedule", choices=("constant", "cosine"), default="cosine",
+        help="cosine: anneal the learning rate over this run's budget (default)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--checkpoint-every", default="5m", help="checkpoint interval (default 5m)")
     p.add_argument(
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         seed=args.seed,
         device=args.device,
         checkpoint_every_s=parse_duration(args.checkpoint_every),

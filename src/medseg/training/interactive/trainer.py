@@ -29,7 +29,14 @@ import numpy as np
 
 from medseg.errors import InputError
 
-__all__ = ["InteractiveTrainConfig", "TrainState", "train", "save_weights", "WEIGHTS_FORMAT"]
+__all__ = [
+    "InteractiveTrainConfig",
+    "TrainState",
+    "train",
+    "save_weights",
+    "lr_factor",
+    "WEIGHTS_FORMAT",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,10 @@ class InteractiveTrainConfig:
         time_budget_s: training time of this invocation, seconds.
         max_iterations: stop at this total iteration count (None: only the time budget).
         holdout: leave out the held-out cases of :mod:`.split`.
+        lr_schedule: ``"constant"``, or ``"cosine"``: the learning rate falls from ``lr`` to
+            ``lr_min_fraction * lr`` by a half cosine over this invocation (its time budget, or
+            its iterations up to ``max_iterations`` when that comes first), so the weights
+            written at the end are annealed; a resumed run starts a new cosine.
     """
 
     data: tuple[str, ...]
@@ -67,6 +78,8 @@ class InteractiveTrainConfig:
     checkpoint_every_s: float = 300.0
     holdout: bool = True
     threads: int | None = 1
+    lr_schedule: str = "constant"
+    lr_min_fraction: float = 0.01
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -75,6 +88,10 @@ class InteractiveTrainConfig:
             raise InputError("batch_size must be >= 1 and size divisible by 2**(levels-1)")
         if self.time_budget_s <= 0:
             raise InputError(f"time budget must be positive, got {self.time_budget_s}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise InputError(
+                f"lr schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}"
+            )
         if self.device not in ("cpu", "cuda"):
             raise InputError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -97,6 +114,20 @@ class TrainState:
     elapsed_s: float = 0.0
     loss_ema: float = float("nan")
     dice_ema: float = float("nan")
+
+
+def lr_factor(
+    cfg: InteractiveTrainConfig, seconds: float, done: int, start_iteration: int
+) -> float:
+    """Multiplier of ``cfg.lr`` after ``seconds`` and ``done`` total iterations of an invocation
+    that started at ``start_iteration`` (see ``lr_schedule``)."""
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = seconds / cfg.time_budget_s
+    if cfg.max_iterations is not None and cfg.max_iterations > start_iteration:
+        progress = max(progress, (done - start_iteration) / (cfg.max_iterations - start_iteration))
+    cosine = 0.5 * (1.0 + np.cos(np.pi * min(1.0, max(0.0, progress))))
+    return float(cfg.lr_min_fraction + (1.0 - cfg.lr_min_fraction) * cosine)
 
 
 def _ema(old: float, new: float, k: float = 0.02) -> float:
@@ -230,6 +261,7 @@ def train(
     net.train()
     start = time.monotonic()
     base_elapsed, last_ckpt = state.elapsed_s, start
+    first_iteration = state.iteration
     bar = tqdm(total=cfg.max_iterations, initial=state.iteration, disable=not progress,
                unit="it", dynamic_ncols=True)  # fmt: skip
     try:
@@ -239,6 +271,9 @@ def train(
                 break
             if cfg.max_iterations is not None and state.iteration >= cfg.max_iterations:
                 break
+            factor = lr_factor(cfg, now - start, state.iteration, first_iteration)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * factor
             loss, dice = train_step(net, opt, loss_fn, maker, rng, cfg)
             state.iteration += 1
             state.loss_ema, state.dice_ema = _ema(state.loss_ema, loss), _ema(state.dice_ema, dice)
