@@ -152,6 +152,31 @@ def test_training_resume_continues_exactly(tmp_path, toy):
         torch.testing.assert_close(a[k], b[k])  # same as never stopping
 
 
+def test_init_from_weights_continues_the_count(tmp_path, toy):
+    import torch
+
+    sources = load_sources([toy])
+    first = _config(tmp_path / "a", toy, max_iterations=2)
+    train(first, sources, progress=False)
+    start = torch.load(first.out, weights_only=True)["state_dict"]
+    cfg = _config(tmp_path / "b", toy, max_iterations=3, init=first.out, lr=0.0)
+    state = train(cfg, sources, progress=False)
+    assert state.iteration == 3  # 2 from the weights file + 1 here
+    after = torch.load(cfg.out, weights_only=True)["state_dict"]
+    for k in start:  # lr 0: the loaded weights pass through unchanged
+        torch.testing.assert_close(after[k], start[k])
+    with pytest.raises(InputError, match="not both"):
+        train(cfg, sources, resume=True, progress=False)
+    with pytest.raises(InputError, match="no weights file"):
+        train(dataclasses.replace(cfg, init=str(tmp_path / "missing.pt")), sources)
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match="cannot read"):
+        train(dataclasses.replace(cfg, init=str(tmp_path / "junk.pt")), sources)
+    other = dataclasses.replace(cfg, channels=(4, 8, 16), size=32)
+    with pytest.raises(InputError, match="differs"):
+        train(other, sources, progress=False)
+
+
 def test_lr_factor_cosine_by_time_and_iterations(tmp_path, toy):
     from medseg.training.interactive.trainer import lr_factor
 

@@ -58,6 +58,9 @@ class InteractiveTrainConfig:
             ``lr_min_fraction * lr`` by a half cosine over this invocation (its time budget, or
             its iterations up to ``max_iterations`` when that comes first), so the weights
             written at the end are annealed; a resumed run starts a new cosine.
+        init: start from this weights file (a fresh optimiser; the iteration count and
+            training time go on from the file's), e.g. to continue training the committed
+            weights; not together with resume.
     """
 
     data: tuple[str, ...]
@@ -80,6 +83,7 @@ class InteractiveTrainConfig:
     threads: int | None = 1
     lr_schedule: str = "constant"
     lr_min_fraction: float = 0.01
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -230,6 +234,29 @@ def _load_checkpoint(net, opt, rng, cfg) -> TrainState:
     return state
 
 
+def _load_init(net, cfg) -> TrainState:
+    """Load the weights file ``cfg.init`` into ``net``; the state carries its iteration count."""
+    import torch
+
+    path = Path(cfg.init)
+    if not path.is_file():
+        raise InputError(f"--init: no weights file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for a corrupt file
+        raise InputError(f"--init: cannot read {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise InputError(f"--init: {path} is not a {WEIGHTS_FORMAT} weights file")
+    if payload["net"] != cfg.net_config():
+        raise InputError(f"--init network {payload['net']} differs from {cfg.net_config()}")
+    net.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+    log.info("initialised from %s (%d iterations)", path, payload.get("iterations", 0))
+    return TrainState(
+        iteration=int(payload.get("iterations", 0)),
+        elapsed_s=float(payload.get("train_seconds", 0.0)),
+    )
+
+
 def _setup(cfg: InteractiveTrainConfig, sources, resume: bool):
     import torch
     from monai.losses import DiceCELoss
@@ -245,7 +272,12 @@ def _setup(cfg: InteractiveTrainConfig, sources, resume: bool):
     rng = np.random.default_rng(cfg.seed)
     net = build_network(cfg.channels, cfg.res_units).to(cfg.device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = _load_checkpoint(net, opt, rng, cfg) if resume else TrainState()
+    if resume and cfg.init:
+        raise InputError("give either --resume or --init, not both")
+    if resume:
+        state = _load_checkpoint(net, opt, rng, cfg)
+    else:
+        state = _load_init(net, cfg) if cfg.init else TrainState()
     loss_fn = DiceCELoss(sigmoid=True)
     return net, opt, loss_fn, SampleMaker(sources, cfg.size, cfg.p_synthetic), rng, state
 
