@@ -51,9 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", default="2h", help="training time of this run (default 2h)")
     p.add_argument("--max-iterations", type=int, help="stop at this total iteration count")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    p.add_argument(
-        "--init", metavar="WEIGHTS", help="start from a weights file (fresh optimiser)"
-    )
+    p.add_argument("--init", metavar="WEIGHTS", help="start from a weights file (fresh optimiser)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
