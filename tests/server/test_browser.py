@@ -233,3 +233,34 @@ def test_scribble_on_a_volume_slice_in_chromium(served_auto: tuple[str, Path]) -
         assert 0 < second < first
         assert not errors, errors
         browser.close()
+
+
+def test_api_docs_render_offline_in_chromium(served: tuple[str, Path]) -> None:
+    """/docs shows the endpoints with Swagger UI from the package; requests that leave the
+    machine are blocked, so a page that needs a CDN fails here."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _ = served
+    base = url.split("?")[0].rstrip("/")
+    with sync_api.sync_playwright() as pw:
+        browser, page, errors = _open_browser(pw)
+        outside: list[str] = []
+
+        def only_local(route: Any) -> None:
+            if route.request.url.startswith(base):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_local)
+        page.goto(f"{base}/docs")
+        sync_api.expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+            "medseg annotation server", timeout=30_000
+        )
+        sync_api.expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        assert any(
+            "/api/images" in t for t in page.locator(".opblock-summary-path").all_inner_texts()
+        )
+        assert not outside, outside
+        assert not errors, errors
+        browser.close()

@@ -67,6 +67,16 @@ def test_static_files_and_docs_are_public(api: Api) -> None:
         assert api.client.get(path).status_code == 200, path
 
 
+def test_api_docs_pages_work_offline(api: Api) -> None:
+    for page in ("/docs", "/redoc"):
+        r = api.client.get(page)
+        assert r.status_code == 200, page
+        assert "cdn.jsdelivr" not in r.text and "/docs-static/" in r.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        r = api.client.get(f"/docs-static/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000, asset
+
+
 def test_no_auth_mode(make_api) -> None:
     api = make_api(auth=False)
     assert api.token is None

@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from medseg._version import __version__
 from medseg.errors import InputError, MedsegError, ModelError, PromptError
@@ -142,7 +143,10 @@ def create_app(config: ServerConfig, *, model: Any = None) -> FastAPI:
             state.attach_model(loaded)
         yield
 
-    app = FastAPI(
+    # FastAPIOffline = FastAPI whose /docs and /redoc load Swagger UI / ReDoc from files in
+    # the installed package instead of a CDN (annotation laptops are often offline).
+    app = FastAPIOffline(
+        static_url="/docs-static",
         title="medseg annotation server",
         version=__version__,
         description=_DESCRIPTION,
