@@ -46,6 +46,7 @@ from medseg.models.interactive_net import (
     encode_inputs,
     paste_back,
 )
+from medseg.models.progressive_merge import progressive_merge
 from medseg.models.registry import build_config, register_model
 from medseg.prompts.scribbles import validate_scribbles as scribble_masks
 from medseg.prompts.types import PromptSet
@@ -83,6 +84,10 @@ class InteractiveConfig:
             only: ``max(click_min_side, click_min_fraction * max(H, W))``.
         tta: also run the network on the left-right mirrored input and average the logits
             (about twice the network time).
+        merge: ``"progressive"``: with a previous mask and clicks (no scribbles), the newest
+            click (the last point) changes only the connected region it flipped
+            (:mod:`.progressive_merge`, FocalClick's rule); ``"none"``: the new prediction
+            replaces the previous one.
     """
 
     weights: str | None = None
@@ -92,8 +97,11 @@ class InteractiveConfig:
     click_min_side: int = 64
     click_min_fraction: float = 0.25
     tta: bool = False
+    merge: str = "none"
 
     def __post_init__(self) -> None:
+        if self.merge not in ("none", "progressive"):
+            raise ModelError(f"merge must be 'none' or 'progressive', got {self.merge!r}")
         if self.enlarge < 1.0 or self.min_side < 2 or self.click_min_side < 2:
             raise ModelError("enlarge must be >= 1 and the minimum sides >= 2")
         if not 0.0 <= self.click_min_fraction <= 1.0:
@@ -188,6 +196,17 @@ def object_window(obj: ObjectPrompts, shape: tuple[int, int], cfg: InteractiveCo
 
 def _asset_path() -> Path:
     return Path(str(resources.files("medseg").joinpath("assets", ASSET_NAME)))
+
+
+def _merged(logits: np.ndarray, obj: ObjectPrompts) -> np.ndarray:
+    """Progressive merge of ``obj``'s newest click when it refines a previous mask with clicks
+    only (with scribbles the order of the interactions is unknown: no merge)."""
+    if obj.mask_logits is None or obj.scribbles is not None or obj.labels is None:
+        return logits
+    if len(obj.labels) == 0:
+        return logits
+    points = np.asarray(obj.points).reshape(-1, 2)
+    return progressive_merge(logits, obj.mask_logits, points[-1], bool(obj.labels[-1] == 1))
 
 
 class InteractiveModel(PromptableModel):
@@ -303,6 +322,9 @@ class InteractiveModel(PromptableModel):
                 mask_logits=None if prompts.mask_input is None else prompts.mask_input[i],
             ))  # fmt: skip
         logits, scores = self.predict_objects(embedding, objects)
+        if self.config.merge == "progressive":
+            for i, obj in enumerate(objects):
+                logits[i] = _merged(logits[i], obj)
         return Decoded(logits=logits[:, None], scores=scores[:, None])
 
     def config_dict(self) -> dict[str, Any]:

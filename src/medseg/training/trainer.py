@@ -378,6 +378,8 @@ class Trainer:
                 self._sync_schedule(float(np.mean(step_times[-self.epoch_len :] or [dt])), overhead)
                 next_epoch = self.iteration + self.epoch_len
                 last, losses = self.history[-1], []
+                # the refit may have ended the run here (budget spent): log the refitted lr
+                last["lr"] = _poly_lr(self.cfg.initial_lr, self.iteration, self.total)
                 bar.total = self.total
                 bar.set_postfix(
                     loss=f"{last['train_loss']:.3f}", dice=f"{last['mean_pseudo_dice']:.3f}"

@@ -29,12 +29,21 @@ Clicks (:func:`next_click`, :class:`ClickSimulator`): the RITM / CVPR 2025 chall
    CVPR 2025).
 4. The click is positive (label 1) in a missed region, negative (0) in a false positive.
 
-Scribbles (:func:`simulate_scribble`, :func:`next_scribble`): a path along the skeleton of
-the eroded region (pixels at least ``erosion`` x the region's largest inner distance from
-its border): the longest skeleton path from a random start, then a random contiguous part
-of it covering ``min_length`` to all of its length. The first scribble lies in the target;
-corrections lie in the largest error region (positive in a miss, negative in a false
-positive), chosen as for clicks.
+Scribbles (:func:`simulate_scribble`, :func:`next_scribble`), ScribblePrompt's kinds, chosen
+by ``mode``:
+
+- ``"centerline"`` (the default, used by ``medseg bench``): a path along the skeleton of the
+  eroded region (pixels at least ``erosion`` x the region's largest inner distance from its
+  border): the longest skeleton path from a random start, then a random contiguous part of
+  it covering ``min_length`` to all of its length;
+- ``"line"``: a random walk of 1-3 straight segments inside the region;
+- ``"contour"``: an arc of the region's contour moved 1-3 px inward;
+- ``"random"`` (used for training): one of the three per call.
+
+``warp`` (a probability) deforms the scribble with a smooth random displacement field and
+clips it back into its region (:class:`ScribbleShapeConfig` holds the shape parameters).
+The first scribble lies in the target; corrections lie in the largest error region
+(positive in a miss, negative in a false positive), chosen as for clicks.
 """
 
 from __future__ import annotations
@@ -50,7 +59,9 @@ from medseg.prompts.simulation.clicks import (
     simulate_box,
     target_box,
 )
+from medseg.prompts.simulation.scribble_shapes import ScribbleShapeConfig
 from medseg.prompts.simulation.scribbles import (
+    SCRIBBLE_MODES,
     Scribble,
     ScribbleConfig,
     next_scribble,
@@ -63,6 +74,8 @@ __all__ = [
     "ClickSimulator",
     "Scribble",
     "ScribbleConfig",
+    "ScribbleShapeConfig",
+    "SCRIBBLE_MODES",
     "ErrorRegion",
     "target_box",
     "simulate_box",

@@ -104,7 +104,7 @@ def first_prompt(
         for _ in range(int(rng.integers(0, 3))):
             state.pos_points.append(_inner_pixel(gt, rng, False))
     else:
-        scribble = simulate_scribble(gt, 1, rng=rng)
+        scribble = simulate_scribble(gt, 1, rng=rng, mode="random", warp=0.5)
         state.add_scribble(scribble.mask(gt.shape), 1)
     if rng.random() < p_prev:
         state.prev_prob = corrupt_mask(gt, rng).astype(np.float32)
@@ -125,7 +125,7 @@ def correct(
     if not regions:
         return False
     if rng.random() < p_scribble:
-        scribble = next_scribble(pred, gt, rng=rng)
+        scribble = next_scribble(pred, gt, rng=rng, mode="random", warp=0.5)
         if scribble is not None:
             state.add_scribble(scribble.mask(gt.shape), scribble.label)
             return True
