@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from medseg.bench.data import DatasetRef, Skip, Target, TargetSpec, discover
 from medseg.bench.engine import ModelRun, default_factory, plan, run_model
+from medseg.bench.factory import predictor_factory
 from medseg.bench.interactive import BenchOutputs, run_interactive
 from medseg.bench.protocols import PROTOCOL_NAMES, BenchConfig, Protocol, make_protocol
 from medseg.bench.runner import StepResult, TargetResult, run_target, target_rng
@@ -37,6 +38,7 @@ __all__ = [
     "noc",
     "percentiles",
     "plan",
+    "predictor_factory",
     "run_interactive",
     "run_model",
     "run_target",

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from medseg.bench.data import discover
-from medseg.bench.engine import PredictorFactory, default_factory, plan, run_model
+from medseg.bench.engine import PredictorFactory, plan, run_model
+from medseg.bench.factory import predictor_factory
 from medseg.bench.plots import gallery_filename, plot_curves, render_gallery
 from medseg.bench.protocols import BenchConfig
 from medseg.bench.report import build_results, format_table, write_csv, write_json
@@ -46,13 +47,15 @@ def run_interactive(
     config: BenchConfig,
     out: str | Path,
     *,
-    factory: PredictorFactory = default_factory,
+    factory: PredictorFactory | None = None,
     progress: bool = True,
     command: Sequence[str] | None = None,
 ) -> BenchOutputs:
     """Benchmark ``config.models`` with ``config.protocols`` on the datasets in ``data``.
 
-    ``factory(name)`` builds a predictor (default: ``medseg.Predictor(name)``). Raises
+    ``factory(name)`` builds a predictor (default: ``medseg.Predictor(name)``, with
+    ``num_threads=config.threads`` where the model takes it, see
+    :func:`medseg.bench.factory.predictor_factory`). Raises
     ``InputError`` for a folder that is not a dataset or two datasets with the same name.
     """
     datasets = [discover(p, config.instances) for p in data]
@@ -64,6 +67,7 @@ def run_interactive(
         "%d cases with %d targets to run (%d cases/targets skipped)",
         len(planned), sum(len(p.specs) for p in planned), len(skips),
     )  # fmt: skip
+    factory = factory or predictor_factory(config.threads)
     runs = [run_model(m, planned, config, factory, progress) for m in config.models]
     payload = build_results(datasets, planned, skips, runs, config, command)
     out = Path(out)

@@ -22,12 +22,14 @@ __all__ = ["plot_curves", "render_gallery", "gallery_filename", "crop_box"]
 _GT, _PRED, _POS, _NEG = 2, 4, 2, 1
 
 
-def _save(fig: Any, path: Path, dpi: int = 110) -> Path:
+def _save(fig: Any, path: Path, dpi: int = 110, tight: bool = False) -> Path:
+    """Write ``fig`` as PNG; ``tight``: crop/grow the canvas to everything drawn (so that
+    no label is ever cut off)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return path
 
 
@@ -79,15 +81,35 @@ def plot_curves(summary: Sequence[dict[str, Any]], path: str | Path) -> Path | N
         ax.set_xticks(range(1, max_x + 1, max(1, max_x // 10)))
     for row in range(nrows):
         axes[row * ncols].set_ylabel("mean Dice")
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1 : len(panels)]:
+    _legend(fig, axes[: len(panels)])
+    fig.suptitle("Mean Dice after each interaction")
+    return _save(fig, Path(path), tight=True)
+
+
+def _legend(fig: Any, axes: Sequence[Any], max_cols: int = 4) -> Any:
+    """One legend for every curve of ``axes``, below the panels, with as many columns (at
+    most ``max_cols``) as fit the figure's width; the figure is widened when even one
+    column does not fit (long model names on a one-panel figure)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    handles: list[Any] = []
+    labels: list[str] = []
+    for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
-    fig.suptitle("Mean Dice after each interaction")
-    return _save(fig, Path(path))
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for ncol in range(min(max_cols, len(labels)), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncol=ncol,
+                            frameon=False)  # fmt: skip
+        needed = legend.get_window_extent(renderer).width / fig.dpi + 0.2  # inches + margin
+        if needed <= fig.get_figwidth() or ncol == 1:
+            break
+        legend.remove()
+    if needed > fig.get_figwidth():
+        fig.set_figwidth(needed)
+    return legend
 
 
 def crop_box(mask: np.ndarray, box: Sequence[int] | None = None,

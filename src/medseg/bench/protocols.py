@@ -139,6 +139,8 @@ class BenchConfig:
         noc_cap: NoC of a target that never reaches the threshold.
         jobs: cases run in parallel (one Predictor per worker).
         gallery_size: worst targets shown per model and protocol.
+        threads: torch CPU threads of every model that has a ``num_threads`` option
+            (:mod:`medseg.bench.factory`); None leaves each model's default.
     """
 
     models: tuple[str, ...]
@@ -155,6 +157,7 @@ class BenchConfig:
     noc_cap: int = 20
     jobs: int = 1
     gallery_size: int = 6
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -172,6 +175,8 @@ class BenchConfig:
             raise InputError(f"NoC metric must be 'dice' or 'iou', got {self.noc_metric!r}")
         if self.noc_cap < 1 or self.jobs < 1 or self.min_area < 1 or self.gallery_size < 0:
             raise InputError("noc cap, jobs and min area must be >= 1, gallery size >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {self.threads}")
         if any(not 0 < t <= 1 for t in self.noc_thresholds):
             raise InputError(f"NoC thresholds must be in (0, 1], got {self.noc_thresholds}")
         if self.volume and any(p.correction != "none" for p in self.protocols):

@@ -102,6 +102,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="cases run in parallel, one Predictor per job (default 1)",
     )
+    g.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads of every model with a num_threads option (nested for "
+        "litemedsam+interactive); default: each model's own (the recorded benchmarks use 1)",
+    )
 
 
 def _output_arguments(p: argparse.ArgumentParser) -> None:
@@ -172,7 +179,7 @@ def _config(args: argparse.Namespace):
         limit=args.limit, max_targets_per_case=args.max_targets, components=args.components,
         instances=args.instances, min_area=args.min_area, volume=args.volume,
         noc_metric=args.noc_metric, noc_cap=args.noc_cap, jobs=args.jobs,
-        gallery_size=args.gallery_size,
+        gallery_size=args.gallery_size, threads=args.threads,
     )  # fmt: skip
 
 
