@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from medseg.cli.main import main
-from medseg.io import load_label, save
+from medseg.io import load, load_label, save, save_dicom_seg
 from medseg.io.image import LabelMap
 
 
@@ -160,3 +162,68 @@ def test_totalseg_ct_against_itself_and_shifted(
         assert 0.0 <= float(r["hd95"]) <= 3.0 + 1e-6
         assert 0.0 < float(r["assd"]) <= 3.0 + 1e-6
         assert float(r["nsd"]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_label_names_file_in_table_csv_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save(_label(), tmp_path / "gt.nii.gz")  # NIfTI stores no names
+    save(_label(shift=1), tmp_path / "pred.nii.gz")
+    names = tmp_path / "dataset.json"
+    names.write_text(json.dumps({"labels": {"background": 0, "spleen": 1, "kidney": 2}}))
+    out_csv, out_json = tmp_path / "m.csv", tmp_path / "s.json"
+    args = ["evaluate", str(tmp_path / "pred.nii.gz"), str(tmp_path / "gt.nii.gz"),
+            "--label-names", str(names), "--csv", str(out_csv),
+            "--json", str(out_json)]  # fmt: skip
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("1      spleen  ") for line in lines)
+    assert any(line.startswith("2      kidney  ") for line in lines)
+    assert [r["name"] for r in _read_csv(out_csv)] == ["spleen", "kidney"]
+    summary = json.loads(out_json.read_text())
+    assert summary["per_class"]["2"]["name"] == "kidney"
+    assert summary["config"]["label_names"] == {"0": "background", "1": "spleen", "2": "kidney"}
+    names.write_text("{oops")
+    assert main(args) == 2
+    assert "dataset.json: not valid JSON" in capsys.readouterr().err
+
+
+def _write_series(folder: Path, **options: object):
+    """The synthetic DICOM writer of tests/io (loaded by path: tests are no package)."""
+    helper = Path(__file__).resolve().parents[1] / "io" / "synthetic_dicom.py"
+    spec = importlib.util.spec_from_file_location("medseg_tests_synthetic_dicom", helper)
+    if spec.name not in sys.modules:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[spec.name].write_series(folder, **options)
+
+
+def test_names_from_dicom_seg_reach_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = _write_series(tmp_path / "ct", shape=(3, 4, 5))
+    ref = load(s.folder)
+    arr = np.zeros(ref.shape, np.uint8)
+    arr[1, 1:3, 1:3] = 1
+    seg = save_dicom_seg(LabelMap.like(ref, arr, {1: "tumour"}), s.folder, tmp_path / "seg.dcm")
+    pred = save(LabelMap.like(ref, arr), tmp_path / "pred.nii.gz")  # no names
+    assert main(["evaluate", str(pred), str(seg)]) == 0
+    assert any(line.startswith("1      tumour") for line in capsys.readouterr().out.splitlines())
+
+
+def test_totalseg_names_from_manifest_file(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = json.loads((shared_data / "manifest.json").read_text())
+    (ds,) = [d for d in manifest["datasets"] if d["name"] == "totalseg_ref"]
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps(ds["label_names"]))
+    gt = shared_data / "totalseg_ref" / "labels" / "example_ct_sm.nii.gz"
+    out_csv = tmp_path / "m.csv"
+    args = ["evaluate", str(gt), str(gt), "--labels", "1", "5", "--label-names", str(names)]
+    assert main([*args, "--csv", str(out_csv)]) == 0
+    rows = _read_csv(out_csv)
+    assert [r["name"] for r in rows] == [ds["label_names"]["1"], ds["label_names"]["5"]]
+    assert all(r["name"] for r in rows)
+    assert ds["label_names"]["1"] in capsys.readouterr().out

@@ -148,6 +148,9 @@ def test_dcm_output_writes_dicom_seg(tmp_path: Path, shared_model, monkeypatch) 
     assert main([*LITE, str(src), "-o", str(out), "--box", "45,40,72,63"]) == 0
     rows = int(pydicom.dcmread(src).Rows)
     assert calls == [((rows, rows), src, out)]
+    # no extension on a DICOM input: DICOM-SEG as well (the input's own format)
+    assert main([*LITE, str(src), "-o", str(tmp_path / "seg2"), "--box", "45,40,72,63"]) == 0
+    assert calls[-1] == ((rows, rows), src, tmp_path / "seg2.dcm")
 
 
 def test_parse_scribble() -> None:

@@ -63,10 +63,12 @@ def write_series(
     modality: str = "CT",
     description: str = "synthetic",
     seed: int = 0,
+    gaps: tuple[float, ...] | None = None,
 ) -> SyntheticSeries:
     """A CT series (one file per slice, files named in shuffled order) with RescaleIntercept
     -1024, given spacing, origin and orientation (default: coronal, IOP rows along +x,
-    columns along -z, so the slice normal is +y)."""
+    columns along -z, so the slice normal is +y). ``gaps`` (``shape[0] - 1`` values, mm)
+    places the slices irregularly instead of ``spacing[0]`` apart."""
     from pydicom.uid import generate_uid
 
     rng = np.random.default_rng(seed)
@@ -75,6 +77,8 @@ def write_series(
     stored = rng.integers(0, 2000, size=shape, dtype=np.int16)
     normal = np.cross(np.array(iop[:3]), np.array(iop[3:]))
     names = rng.permutation(shape[0])
+    steps = [spacing[0]] * (shape[0] - 1) if gaps is None else list(gaps)
+    offsets = np.concatenate([[0.0], np.cumsum(steps)])
     files = []
     for k in range(shape[0]):
         tags = {
@@ -85,9 +89,7 @@ def write_series(
             "SeriesDescription": description,
             "InstanceNumber": k + 1,
             "ImageOrientationPatient": [f"{v:g}" for v in iop],
-            "ImagePositionPatient": [
-                f"{v:.4f}" for v in np.array(origin) + k * spacing[0] * normal
-            ],
+            "ImagePositionPatient": [f"{v:.4f}" for v in np.array(origin) + offsets[k] * normal],
             "PixelSpacing": [f"{spacing[1]:g}", f"{spacing[2]:g}"],
             "SliceThickness": f"{spacing[0]:g}",
         }

@@ -90,12 +90,18 @@ def test_export_errors(tmp_path, series_and_labels):
 
 def test_real_ct_dicom_roundtrip(tmp_path, shared_data):
     folder = shared_data / "monai_testing_data" / "dicom" / "CT_DICOM"
-    src = load(folder)
+    # Irregular slice gaps: reading it needs the explicit opt-in.
+    with pytest.raises(InputError, match=r"CT_DICOM.*gaps 202.5, 1.25, 1.25 mm"):
+        load(folder)
+    src = load(folder, irregular="mean")
     arr = np.zeros(src.shape, np.uint8)
     arr[0, 3:5, 3:5] = 2
     arr[3, 0:2, :] = 1
-    out = save_dicom_seg(LabelMap.like(src, arr), folder, tmp_path / "ct_seg.dcm")
-    back = load_label(out, reference=folder)
+    with pytest.raises(InputError, match="--allow-irregular-slices"):
+        save_dicom_seg(LabelMap.like(src, arr), folder, tmp_path / "ct_seg.dcm")
+    seg = LabelMap.like(src, arr)
+    out = save_dicom_seg(seg, folder, tmp_path / "ct_seg.dcm", irregular="mean")
+    back = load_label(out, reference=folder, irregular="mean")
     assert back.same_geometry(src, atol=1e-6)
     np.testing.assert_array_equal(back.array, arr)
     # Its slices are irregular (gaps 202.5, 1.25, 1.25 mm): without the source it must say so.

@@ -60,3 +60,17 @@ def test_serve_opens_on_the_sample(tmp_path: Path) -> None:
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status shows it
     assert proc.returncode in (0, -signal.SIGTERM)
     assert (store / "sample_ct" / "CT_small.dcm").is_file()
+
+
+def test_auto_model_option_reaches_the_server_config(tmp_path: Path) -> None:
+    import argparse
+
+    from medseg.cli.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    data = tmp_path / "data"
+    data.mkdir()
+    args = parser.parse_args([str(data), "--auto-model", str(tmp_path / "model")])
+    assert serve._config(args).auto_model == tmp_path / "model"
+    assert serve._config(parser.parse_args([str(data)])).auto_model is None

@@ -17,46 +17,47 @@ Input arrays (numpy):
 A :class:`medseg.io.Image` is used as it is; CT images get a CT window (``window``,
 ``soft_tissue`` by default), other modalities 0.5–99.5 percentile clipping, uint8 images
 division by 255 (the model's ``normalize``).
+
+With a ``medseg auto`` model folder as the model (``Predictor("runs/x")``), ``set_image``
+also runs the automatic model once, ``predict()`` without prompts returns the automatic
+mask of class ``label`` and prompts correct it (:mod:`medseg.models.auto_model`);
+``segment_all()`` gives the whole label map.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from medseg.errors import InputError, ModelError, PromptError
+from medseg.inference.auto import auto_prediction, corrected_volume
 from medseg.inference.cache import CacheInfo, EmbeddingCache, content_hash
 from medseg.inference.image_input import as_image, guess_modality, model_array
+from medseg.inference.prompt_input import BINARY_MASK_LOGIT, prompt_set
 from medseg.inference.propagation import PropagationConfig, propagate
 from medseg.inference.result import Prediction, label_map_from_logits
-from medseg.io.image import Image
+from medseg.io.image import Image, LabelMap
+from medseg.models.auto_model import AutoThenRefine
 from medseg.models.base import PromptableModel
-from medseg.prompts.scribbles import validate_scribbles
-from medseg.prompts.types import (
-    PromptSet,
-    validate_box,
-    validate_box3d,
-    validate_points,
-    validate_slice_index,
-)
+from medseg.prompts.types import PromptSet, validate_box3d, validate_slice_index
 
 __all__ = ["Predictor", "as_image", "guess_modality", "BINARY_MASK_LOGIT"]
 
 log = logging.getLogger(__name__)
-
-# A boolean ``mask_input`` becomes logits of +/- this value.
-BINARY_MASK_LOGIT = 8.0
 
 
 class Predictor:
     """Promptable segmentation with a cached image embedding (see the module docstring).
 
     Args:
-        model: a registered model name (``medseg.list_models()``) or a model instance;
-            default ``"auto"``, the best model on held-out data for boxes, clicks and
-            scribbles (``medseg-interactive``, see docs/benchmarks.md).
+        model: a registered model name (``medseg.list_models()``), the folder of a
+            ``medseg auto`` model (see the module docstring) or a model instance; default
+            ``"auto"``, the best model on held-out data for boxes, clicks and scribbles
+            (``medseg-interactive``, see docs/benchmarks.md).
         cache_size: number of slice embeddings kept (LRU; LiteMedSAM: 4 MiB each).
         window: CT window name or :class:`medseg.io.intensity.CTWindow` for CT images.
         propagation: 3D propagation rule parameters.
@@ -69,7 +70,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: str | PromptableModel = "auto",
+        model: str | os.PathLike[str] | PromptableModel = "auto",
         *,
         cache_size: int = 32,
         window: Any = None,
@@ -94,6 +95,7 @@ class Predictor:
         self._image: Image | None = None
         self._unit: np.ndarray | None = None
         self._key = ""
+        self._auto: LabelMap | None = None
 
     # ---- image -----------------------------------------------------------------------
     @property
@@ -104,19 +106,25 @@ class Predictor:
     def set_image(self, image: Image | np.ndarray, *, modality: str | None = None) -> None:
         """Set the image to segment; a 2D image is embedded now, a volume slice by slice later.
 
-        ``modality`` overrides the image's (e.g. ``"CT"`` for a numpy array in HU).
+        ``modality`` overrides the image's (e.g. ``"CT"`` for a numpy array in HU). An auto
+        model segments the whole image now (cached like embeddings).
         Raises ``InputError`` for unusable arrays (NaN/inf, wrong shape).
         """
         img = as_image(image)
         if modality is not None:
             img = img.with_array(img.array, modality=modality)
-        arr = model_array(img)
+        auto = isinstance(self.model, AutoThenRefine)
+        arr = self.model.prompt_array(img) if auto else model_array(img)
         if arr.size == 0:
             raise InputError(f"image is empty: shape {arr.shape}")
         modality = guess_modality(img, arr)
         unit = self.model.normalize(arr, modality=modality, window=self.window)
+        labels = None
+        if auto:  # before the state changes: a failing image leaves the previous one set
+            key = content_hash(img.array, img.channels, img.spacing, img.origin, img.direction)
+            labels = self._cache.get_or_compute((key, "auto"), lambda: self.model.auto.segment(img))
         self._key = content_hash(arr, modality, repr(self.window), self.model.name)
-        self._image, self._unit = img, unit
+        self._image, self._unit, self._auto = img, unit, labels
         if img.ndim == 2:
             self.embedding()
 
@@ -135,6 +143,18 @@ class Predictor:
             (self._key, z), lambda: self.model.encode(unit if z is None else unit[z])
         )
 
+    def segment_all(self) -> LabelMap:
+        """Auto models: the automatic label map of the current image (class names in
+        ``label_names``), on the image's grid."""
+        if not isinstance(self.model, AutoThenRefine):
+            raise ModelError(
+                f"segment_all() needs a medseg auto model (Predictor(MODEL_DIR)), not "
+                f"{self.model.name!r}"
+            )
+        self._require_image()
+        assert self._auto is not None
+        return self._auto
+
     def cache_info(self) -> CacheInfo:
         """Hits, misses (= encoder runs), size and capacity of the embedding cache."""
         return self._cache.info()
@@ -148,67 +168,10 @@ class Predictor:
                 f"prompts; it accepts: {', '.join(sorted(self.model.prompt_kinds))}"
             )
 
-    def _mask_logits(
-        self, mask_input: Any, shape: tuple[int, int], n: int, z: int | None
-    ) -> np.ndarray:
-        """``mask_input`` (Prediction, bool mask or logits) as ``(n, H, W)`` float32 logits."""
-        if isinstance(mask_input, Prediction):
-            arr = mask_input.logits[mask_input.best] if mask_input.multimask else mask_input.logits
-        else:
-            arr = np.asarray(mask_input)
-            if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
-                arr = np.where(arr > 0, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT)
-        arr = np.asarray(arr, np.float32)
-        if z is not None and self._image is not None and arr.shape[-3:] == self._image.shape:
-            arr = arr[..., z, :, :]
-        if arr.shape == shape:
-            arr = arr[None]
-        if arr.shape != (n, *shape):
-            raise PromptError(
-                f"mask_input shape {arr.shape} does not match the image {shape} for {n} object(s)"
-            )
-        if not np.all(np.isfinite(arr)):
-            raise PromptError("mask_input contains NaN or inf")
-        return arr
-
-    def _prompt_set(
-        self,
-        shape: tuple[int, int],
-        box: Any,
-        boxes: Any,
-        points: Any,
-        point_labels: Any,
-        mask_input: Any,
-        z: int | None = None,
-        scribbles: Any = None,
-    ) -> PromptSet:
-        if box is not None and boxes is not None:
-            raise PromptError("give either box= (one object) or boxes= (several), not both")
-        if point_labels is not None and points is None:
-            raise PromptError("point_labels given without points")
-        box_arr = None
-        if boxes is not None:
-            if len(boxes) == 0:
-                raise PromptError("boxes is empty: give at least one box")
-            box_arr = np.stack([validate_box(b, shape) for b in boxes])
-        elif box is not None:
-            box_arr = validate_box(box, shape)[None]
-        n = 1 if box_arr is None else len(box_arr)
-        pts = labels = None
-        if points is not None:
-            if n != 1:
-                raise PromptError("points go with one object; predict several boxes separately")
-            p, lab = validate_points(points, point_labels, shape)
-            pts, labels = p[None], lab[None]
-        scr = None
-        if scribbles is not None:
-            if n != 1:
-                raise PromptError("scribbles go with one object; predict several boxes separately")
-            scr = validate_scribbles(scribbles, shape)[None]
-        masks = None if mask_input is None else self._mask_logits(mask_input, shape, n, z)
-        return PromptSet(
-            boxes=box_arr, points=pts, point_labels=labels, mask_input=masks, scribbles=scr
-        )
+    def _prompt_set(self, shape: tuple[int, int], *args: Any, **kwargs: Any) -> PromptSet:
+        """:func:`medseg.inference.prompt_input.prompt_set` for the current image."""
+        image_shape = None if self._image is None else self._image.shape
+        return prompt_set(shape, *args, image_shape=image_shape, **kwargs)
 
     # ---- prediction ------------------------------------------------------------------
     def predict(
@@ -223,6 +186,7 @@ class Predictor:
         slice_index: int | None = None,
         box3d: Any = None,
         scribbles: Any = None,
+        label: int | None = None,
     ) -> Prediction:
         """Segment the object(s) the prompts point at; see :class:`Prediction` for shapes.
 
@@ -242,6 +206,8 @@ class Predictor:
                 a ``(2, H, W)`` mask pair, ``{"positive": mask, "negative": mask}`` or a
                 list of polylines ``{"points": [(x, y), ...], "label": 1}`` (see
                 :func:`medseg.prompts.scribbles.validate_scribbles`).
+            label: auto models only: the class (label value) to return without prompts or
+                to correct with them; default the first foreground class.
         """
         if self._image is None:
             raise PromptError("no image: call set_image(image) before predict()")
@@ -262,6 +228,11 @@ class Predictor:
             raise PromptError("multimask=True works for one object on a 2D image only")
         if multimask and self.model.num_multimask_outputs < 1:
             raise PromptError(f"model {self.model.name!r} has no multimask output")
+        first = (box, boxes, points, point_labels, mask_input, scribbles)
+        if isinstance(self.model, AutoThenRefine):
+            return self._predict_auto(first, kinds, label, slice_index, box3d)
+        if label is not None:
+            raise PromptError("label= picks a class of a medseg auto model (Predictor(MODEL_DIR))")
         if self._image.ndim == 2:
             if slice_index is not None or box3d is not None:
                 raise PromptError("slice_index and box3d need a 3D image; this image is 2D")
@@ -269,8 +240,43 @@ class Predictor:
                 self._image.shape, box, boxes, points, point_labels, mask_input, None, scribbles
             )
             return self._predict_2d(prompts, multimask, stacked=boxes is not None)
-        first = (box, boxes, points, point_labels, mask_input, scribbles)
         return self._predict_3d(first, slice_index, box3d)
+
+    def _predict_auto(
+        self, first: tuple, kinds: set[str], label: int | None, z: int | None, box3d: Any
+    ) -> Prediction:
+        """The automatic mask of class ``label``, corrected by the prompts ``first`` (on
+        slice ``z`` of a volume) with the mask as ``mask_input`` unless one is given."""
+        box, boxes, points, point_labels, mask_input, scribbles = first
+        image, auto = self._require_image(), self._auto
+        assert isinstance(self.model, AutoThenRefine) and auto is not None
+        k = self.model.auto.check_label(label)
+        seed = auto.array == k
+        info = {"model": self.model.name, "label": k, "label_name": self.model.auto.label_names[k]}
+        if not kinds:
+            return auto_prediction(seed, image, info)
+        if boxes is not None or box3d is not None:
+            raise PromptError(
+                "an auto model's mask is corrected one class and slice at a time: give box=, "
+                "points= or scribbles= (with slice_index= on a volume), not boxes= or box3d="
+            )
+        mask_input = seed if mask_input is None else mask_input
+        if image.ndim == 2:
+            if z is not None:
+                raise PromptError("slice_index needs a 3D image; this image is 2D")
+            prompts = self._prompt_set(
+                image.shape, box, None, points, point_labels, mask_input, None, scribbles
+            )
+            pred = self._predict_2d(prompts, False, stacked=False)
+            return replace(pred, info={**pred.info, **info})
+        if z is None:
+            raise PromptError("this image is 3D: give slice_index=z, the slice of the prompts")
+        z = validate_slice_index(z, image.shape[0])
+        prompts = self._prompt_set(
+            image.shape[1:], box, None, points, point_labels, mask_input, z, scribbles
+        )
+        d = self.model.decode(self.embedding(z), prompts)
+        return corrected_volume(seed, z, d.logits[0, 0], float(d.scores[0, 0]), image, info)
 
     def _predict_2d(self, prompts: PromptSet, multimask: bool, stacked: bool) -> Prediction:
         decoded = self.model.decode(self.embedding(), prompts, multimask=multimask)

@@ -5,9 +5,13 @@ A folder may hold several series (files found recursively, grouped by SeriesInst
 slices/frames, then most bytes) and logs which one it chose and how many others exist.
 Slices are sorted along the slice normal and read with SimpleITK's series reader, which
 applies RescaleSlope/Intercept (CT in HU) and returns ITK/LPS geometry; the slice spacing
-is the mean gap between ImagePositionPatient values (a warning is logged when the gaps
-differ). ``meta`` gets ``series_uid``, ``study_uid``, ``frame_of_reference_uid``,
-``sop_instance_uids`` (in slice order), ``files`` (in slice order) and ``series_count``.
+is the mean gap between ImagePositionPatient values. Irregular gaps (e.g. 202.5, 1.25, 1.25
+mm) raise ``InputError`` unless ``irregular="mean"`` opts in to the mean-gap grid (with a
+warning; see ``medseg.io.dicom_file``); tiny rounding differences only log a warning.
+``meta`` gets ``series_uid``, ``study_uid``, ``frame_of_reference_uid``,
+``sop_instance_uids`` (in slice order), ``files`` (in slice order), ``series_count`` and,
+with ImagePositionPatient, the real ``slice_positions`` (LPS mm, slice order),
+``slice_gaps`` and ``uniform_spacing``.
 """
 
 from __future__ import annotations
@@ -159,8 +163,13 @@ def choose_series(directory: Path, series_uid: str | None) -> tuple[DicomSeriesI
     return chosen, len(series)
 
 
-def read_series_headers(info: DicomSeriesInfo, where: Path | str = "") -> list[tuple[Path, Any]]:
-    """Headers of the series' files sorted along the slice normal (or by InstanceNumber)."""
+def read_series_headers(
+    info: DicomSeriesInfo, where: Path | str = "", irregular: str = "error"
+) -> list[tuple[Path, Any]]:
+    """Headers of the series' files sorted along the slice normal (or by InstanceNumber).
+
+    Irregular slice positions raise ``InputError`` unless ``irregular="mean"``.
+    """
     items = [(p, _header(p)) for p in info.files]
     items = [(p, ds) for p, ds in items if ds is not None]
     if all("ImagePositionPatient" in ds and "ImageOrientationPatient" in ds for _, ds in items):
@@ -177,15 +186,22 @@ def read_series_headers(info: DicomSeriesInfo, where: Path | str = "") -> list[t
             [ds.ImagePositionPatient for _, ds in items],
             spacing,
             f"{where or info.files[0].parent} series {info.series_uid}",
+            irregular,
         )
         return [items[i] for i in order]
     return sorted(items, key=lambda it: int(it[1].get("InstanceNumber", 0) or 0))
 
 
-def read_dicom(path: Path, *, series_uid: str | None = None, modality: str | None = None) -> Image:
+def read_dicom(
+    path: Path,
+    *,
+    series_uid: str | None = None,
+    modality: str | None = None,
+    irregular: str = "error",
+) -> Image:
     """Read a DICOM file or a series from a DICOM folder (see the module docstring)."""
     if path.is_file():
-        image = read_dicom_file(path, modality=modality)
+        image = read_dicom_file(path, modality=modality, irregular=irregular)
         if series_uid is not None and image.meta.get("series_uid") != series_uid:
             raise InputError(
                 f"{path}: file belongs to series {image.meta.get('series_uid')}, not {series_uid}"
@@ -193,25 +209,27 @@ def read_dicom(path: Path, *, series_uid: str | None = None, modality: str | Non
         return image
     info, count = choose_series(path, series_uid)
     if info.num_files == 1:
-        image = read_dicom_file(info.files[0], modality=modality)
+        image = read_dicom_file(info.files[0], modality=modality, irregular=irregular)
     elif info.num_slices != info.num_files:
         raise InputError(
             f"{path}: series {info.series_uid} has {info.num_files} multi-frame files; "
             "read them one by one"
         )
     else:
-        image = _read_series(info, path, modality)
+        image = _read_series(info, path, modality, irregular)
     image.meta["series_count"] = count
     image.meta["path"] = str(path)
     return image
 
 
-def _read_series(info: DicomSeriesInfo, path: Path, modality: str | None) -> Image:
+def _read_series(
+    info: DicomSeriesInfo, path: Path, modality: str | None, irregular: str = "error"
+) -> Image:
     import SimpleITK as sitk
 
     from medseg.io.volume import sitk_to_parts
 
-    items = read_series_headers(info, path)
+    items = read_series_headers(info, path, irregular)
     if len({(int(ds.get("Rows", 0)), int(ds.get("Columns", 0))) for _, ds in items}) > 1:
         raise InputError(f"{path}: series {info.series_uid} mixes different slice sizes")
     reader = sitk.ImageSeriesReader()

@@ -13,6 +13,12 @@
 - Values: RescaleSlope/Intercept are applied (CT in HU; integral rescales stay integer),
   MONOCHROME1 is inverted to MONOCHROME2 (``meta["inverted_monochrome1"]``), YBR colour is
   converted to RGB by pydicom.
+- Irregular slice positions (series and multi-frame files): when a slice of the regular
+  grid with the mean gap would lie more than ``IRREGULAR_TOLERANCE`` x that gap from its
+  real position (e.g. gaps 202.5, 1.25, 1.25 mm), reading raises ``InputError`` unless
+  ``irregular="mean"`` (CLI ``--allow-irregular-slices``) opts in to that grid with a
+  warning; ``meta["slice_positions"]`` keeps the real positions. Smaller differences
+  (rounding jitter) are read on the mean grid with a warning.
 """
 
 from __future__ import annotations
@@ -35,9 +41,18 @@ __all__ = [
     "decode_hint",
     "transfer_syntax",
     "sop_instance_uid",
+    "IRREGULAR_MODES",
+    "IRREGULAR_TOLERANCE",
+    "check_irregular_mode",
 ]
 
 log = logging.getLogger(__name__)
+
+#: What to do with irregular slice positions: refuse (default) or use the mean gap.
+IRREGULAR_MODES = ("error", "mean")
+#: Largest slice misplacement, as a fraction of the mean gap, read without ``irregular``.
+IRREGULAR_TOLERANCE = 0.1
+_OPT_IN = "pass --allow-irregular-slices (Python: irregular='mean') to read it on that grid"
 
 _DECODER_HINT = (
     "install a pixel-data decoder into the environment, e.g. `pip install pylibjpeg "
@@ -86,23 +101,34 @@ def compact_integers(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def check_irregular_mode(irregular: str) -> str:
+    """``irregular`` if it is one of ``IRREGULAR_MODES``, else ``InputError``."""
+    if irregular not in IRREGULAR_MODES:
+        raise InputError(f"irregular must be one of {list(IRREGULAR_MODES)}, got {irregular!r}")
+    return irregular
+
+
 def slice_geometry(
     orientation: Sequence[float],
     positions: Sequence[Sequence[float]],
     pixel_spacing: Sequence[float],
     path: Path | str = "",
+    irregular: str = "error",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Slice order and 3D geometry from ImageOrientationPatient/ImagePositionPatient.
 
     Hand-written because it is needed for multi-frame files and DICOM-SEG frames, which
     SimpleITK's series reader does not cover; it follows ITK: frames sorted along the normal
     ``row x column``, origin = first position, slice spacing = (last - first) / (n - 1).
+    Irregular positions raise ``InputError`` naming ``path`` and the gaps unless
+    ``irregular="mean"`` (see the module docstring).
 
     Returns:
         ``(order, geometry)``: the sorting permutation of the frames, and ``spacing``
         ``(sz, sy, sx)``, ``origin`` ``(x, y, z)``, ``direction`` (3x3 LPS, columns = x, y, z
         index axes), ``slice_gaps`` and ``uniform`` (gaps equal within 1e-3 mm).
     """
+    check_irregular_mode(irregular)
     iop = np.asarray(orientation, dtype=float)
     row, col = iop[:3], iop[3:]
     normal = np.cross(row, col)
@@ -116,10 +142,8 @@ def slice_geometry(
     if n > 1 and sz <= 0:
         raise InputError(f"{path}: {n} slices share one position; cannot stack them")
     if not uniform:
-        log.warning(
-            "%s: slice gaps are not uniform (%s mm); using the mean gap %.4g mm",
-            path, ", ".join(f"{g:.4g}" for g in gaps), sz,
-        )  # fmt: skip
+        misplaced = np.abs(dist[order] - dist[order[0]] - sz * np.arange(n)).max()
+        _irregular(path, gaps, sz, misplaced / sz > IRREGULAR_TOLERANCE and irregular == "error")
     geometry = {
         "spacing": (sz, float(pixel_spacing[0]), float(pixel_spacing[1])),
         "origin": tuple(float(v) for v in pos[order[0]]),
@@ -128,6 +152,18 @@ def slice_geometry(
         "uniform": uniform,
     }
     return order, geometry
+
+
+def _irregular(path: Path | str, gaps: np.ndarray, mean_gap: float, refuse: bool) -> None:
+    text = ", ".join(f"{g:.4g}" for g in gaps)
+    if refuse:
+        raise InputError(
+            f"{path}: irregular slice positions (gaps {text} mm); a regular grid with the mean "
+            f"gap {mean_gap:.4g} mm would put slices in the wrong place; {_OPT_IN} anyway"
+        )
+    log.warning(
+        "%s: slice gaps are not uniform (%s mm); using the mean gap %.4g mm", path, text, mean_gap
+    )
 
 
 def _pixels(ds: Any, path: Path) -> tuple[np.ndarray, bool]:
@@ -198,7 +234,7 @@ def _frame_geometry(ds: Any) -> tuple[list[Any], Any, Any] | None:
     return positions, orient, spacing
 
 
-def read_dicom_file(path: Path, *, modality: str | None = None) -> Image:
+def read_dicom_file(path: Path, *, modality: str | None = None, irregular: str = "error") -> Image:
     """Read one DICOM file with pydicom (see the module docstring for geometry rules)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -223,7 +259,7 @@ def read_dicom_file(path: Path, *, modality: str | None = None) -> Image:
     channels = int(ds.get("SamplesPerPixel", 1)) > 1
     kwargs: dict[str, Any] = {}
     if frames > 1:
-        kwargs, arr = _multiframe_geometry(ds, arr, meta, path)
+        kwargs, arr = _multiframe_geometry(ds, arr, meta, path, irregular)
     else:
         found = _frame_geometry(ds)
         spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or (found and found[2])
@@ -245,15 +281,17 @@ def read_dicom_file(path: Path, *, modality: str | None = None) -> Image:
 
 
 def _multiframe_geometry(
-    ds: Any, arr: np.ndarray, meta: dict[str, Any], path: Path
+    ds: Any, arr: np.ndarray, meta: dict[str, Any], path: Path, irregular: str = "error"
 ) -> tuple[dict[str, Any], np.ndarray]:
     found = _frame_geometry(ds)
     if found is not None:
         positions, orient, spacing = found
         distinct = {tuple(round(float(v), 4) for v in p) for p in positions}
         if len(distinct) == len(positions):
-            order, geo = slice_geometry(orient, positions, spacing, path)
+            order, geo = slice_geometry(orient, positions, spacing, path, irregular)
             meta["uniform_spacing"] = geo["uniform"]
+            meta["slice_positions"] = [[float(v) for v in positions[i]] for i in order]
+            meta["slice_gaps"] = geo["slice_gaps"]
             meta["frame_order"] = [int(i) for i in order]
             kw = {k: geo[k] for k in ("spacing", "origin", "direction")}
             return kw, arr[order]

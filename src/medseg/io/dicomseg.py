@@ -94,6 +94,7 @@ def save_dicom_seg(
     label_names: dict[int, str] | None = None,
     *,
     series_uid: str | None = None,
+    irregular: str = "error",
 ) -> Path:
     """Write ``labels`` as a DICOM-SEG that references the series in ``source_series_dir``.
 
@@ -106,6 +107,9 @@ def save_dicom_seg(
         label_names: names per label value (default: ``labels.label_names``, else
             ``"label N"``).
         series_uid: which series of the folder is the source (default: the largest).
+        irregular: ``"mean"`` accepts a source series with irregular slice positions (the
+            label map must then be on the mean-gap grid ``load(..., irregular="mean")``
+            gives; the SEG frames still refer to the real source slices).
     """
     import highdicom as hd
 
@@ -113,7 +117,7 @@ def save_dicom_seg(
     from medseg.io.atomic import atomic_path
     from medseg.io.readers import load
 
-    source = load(source_series_dir, series_uid=series_uid)
+    source = load(source_series_dir, series_uid=series_uid, irregular=irregular)
     if source.channels:
         raise InputError(f"{source_series_dir}: colour images cannot be DICOM-SEG sources")
     lab = _on_source_grid(labels, source)
@@ -251,8 +255,13 @@ def _read_seg(path: Path) -> Any:
     return hd.seg.segread(buf)
 
 
-def load_dicom_seg(path: Path, *, reference: Image | str | os.PathLike[str] | None) -> LabelMap:
-    """Read a DICOM-SEG file as a ``LabelMap`` (see the module docstring)."""
+def load_dicom_seg(
+    path: Path, *, reference: Image | str | os.PathLike[str] | None, irregular: str = "error"
+) -> LabelMap:
+    """Read a DICOM-SEG file as a ``LabelMap`` (see the module docstring).
+
+    ``irregular`` is passed to ``load`` when the reference series is read from a folder.
+    """
 
     from medseg.io.readers import load
 
@@ -266,9 +275,9 @@ def load_dicom_seg(path: Path, *, reference: Image | str | os.PathLike[str] | No
         if found is not None:
             uid = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
             log.info("%s: rebuilding on the referenced series in %s", path, found)
-            reference = load(found, series_uid=uid)
+            reference = load(found, series_uid=uid, irregular=irregular)
     if reference is not None:
-        ref = reference if isinstance(reference, Image) else load(reference)
+        ref = reference if isinstance(reference, Image) else load(reference, irregular=irregular)
         return _on_reference(seg, ref, values, names, path)
     return _on_own_grid(seg, values, names, path)
 

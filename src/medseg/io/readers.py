@@ -36,6 +36,9 @@ def load(
     *,
     series_uid: str | None = None,
     modality: str | None = None,
+    key: str | None = None,
+    index: int | None = None,
+    irregular: str = "error",
 ) -> Image:
     """Read an image file or DICOM folder.
 
@@ -47,6 +50,13 @@ def load(
             most slices; the choice is logged).
         modality: overrides the modality (DICOM files carry their own; other formats are
             ``"unknown"``, colour rasters ``"RGB"``).
+        key: the ``.npz`` array to read (needed when the file has several arrays and none
+            is named ``image``/``array``/``label``, e.g. MedMNIST ``train_images``).
+        index: for ``.npy``/``.npz``, one sample along the first axis of a stacked array:
+            ``(N, H, W[, C])`` -> ``(H, W[, C])``, ``(N, Z, Y, X)`` -> ``(Z, Y, X)``.
+        irregular: DICOM slices with irregular positions: ``"error"`` (default) raises
+            ``InputError``; ``"mean"`` reads them on a regular grid with the mean gap (with a
+            warning; ``meta["slice_positions"]`` keeps the real positions).
 
     Returns:
         ``Image`` with a 2D ``(H, W[, C])`` or 3D ``(Z, Y, X[, C])`` array, spacing in array
@@ -54,14 +64,33 @@ def load(
     """
     p = _check_exists(path)
     fmt = detect_format(p)
-    if series_uid is not None and fmt != "dicom":
-        raise InputError(f"{p}: --series/series_uid only applies to DICOM, this is {fmt}")
-    image = _read(p, fmt, series_uid=series_uid, modality=modality, label=False)
+    opts = _options(p, fmt, series_uid=series_uid, key=key, index=index, irregular=irregular)
+    image = _read(p, fmt, modality=modality, label=False, **opts)
     log.debug("loaded %s: %s %s", p, image.array.shape, image.array.dtype)
     return image
 
 
-def _read(p: Path, fmt: str, *, series_uid: str | None, modality: str | None, label: bool) -> Image:
+def _options(
+    p: Path, fmt: str, *, series_uid: str | None, key: str | None, index: int | None,
+    irregular: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Validate the format-specific options of ``load``/``load_label`` against ``fmt``."""
+    from medseg.io.dicom_file import check_irregular_mode
+
+    if series_uid is not None and fmt != "dicom":
+        raise InputError(f"{p}: --series/series_uid only applies to DICOM, this is {fmt}")
+    if key is not None and fmt != "npz":
+        raise InputError(f"{p}: --key/key only applies to NPZ files, this is {fmt}")
+    if index is not None and fmt not in ("npy", "npz"):
+        raise InputError(f"{p}: --index/index only applies to NPY/NPZ files, this is {fmt}")
+    check_irregular_mode(irregular)
+    return {"series_uid": series_uid, "key": key, "index": index, "irregular": irregular}
+
+
+def _read(
+    p: Path, fmt: str, *, series_uid: str | None, modality: str | None, label: bool,
+    key: str | None = None, index: int | None = None, irregular: str = "error",
+) -> Image:  # fmt: skip
     if fmt in ("nifti", "nrrd", "metaimage"):
         from medseg.io.volume import read_volume
 
@@ -73,10 +102,10 @@ def _read(p: Path, fmt: str, *, series_uid: str | None, modality: str | None, la
     if fmt in ("npy", "npz"):
         from medseg.io.arrays import read_array_file
 
-        return read_array_file(p, fmt, modality=modality)
+        return read_array_file(p, fmt, modality=modality, key=key, index=index)
     from medseg.io.dicom import read_dicom
 
-    return read_dicom(p, series_uid=series_uid, modality=modality)
+    return read_dicom(p, series_uid=series_uid, modality=modality, irregular=irregular)
 
 
 def load_label(
@@ -84,11 +113,15 @@ def load_label(
     *,
     series_uid: str | None = None,
     reference: Image | str | os.PathLike[str] | None = None,
+    key: str | None = None,
+    index: int | None = None,
+    irregular: str = "error",
 ) -> LabelMap:
     """Read a label map: any format ``load`` reads, or a DICOM-SEG object.
 
     Values must be finite non-negative integers; NaN/inf, fractions, negative values or a
-    multi-channel image raise ``InputError`` naming the file.
+    multi-channel image raise ``InputError`` naming the file. ``key``, ``index`` and
+    ``irregular`` are as for ``load`` (``irregular`` also applies to a reference series).
 
     A DICOM-SEG is rebuilt on its source grid: on ``reference`` (the source ``Image`` or its
     series folder) when given, else on the series found next to the SEG file, else on the
@@ -97,15 +130,16 @@ def load_label(
     """
     p = _check_exists(path)
     fmt = detect_format(p)
+    opts = _options(p, fmt, series_uid=series_uid, key=key, index=index, irregular=irregular)
     if fmt == "dicom":
         from medseg.io.dicomseg import find_seg, load_dicom_seg
 
         seg_file = find_seg(p, series_uid)
         if seg_file is not None:
-            return load_dicom_seg(seg_file, reference=reference)
+            return load_dicom_seg(seg_file, reference=reference, irregular=irregular)
     if reference is not None:
         raise InputError(f"{p}: reference= is only used for DICOM-SEG files")
-    image = _read(p, fmt, series_uid=series_uid, modality=None, label=True)
+    image = _read(p, fmt, modality=None, label=True, **opts)
     return to_label_map(image, p)
 
 

@@ -4,6 +4,10 @@ Used by ``medseg evaluate``; also callable from Python::
 
     result = evaluate_paths("preds/", "labels/", EvaluationConfig(nsd_tolerance_mm=1.0))
     write_csv(result.rows, "metrics.csv"); write_json(result.summary, "summary.json")
+
+Label names: ``EvaluationConfig.label_names`` (e.g. from ``load_label_names`` of a JSON
+file) win over the names the label files carry (reference over prediction), which win over
+none.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "case_stem",
     "check_geometry",
     "evaluate_paths",
+    "load_label_names",
     "match_cases",
     "write_csv",
     "write_json",
@@ -85,12 +90,15 @@ class EvaluationConfig:
             (otherwise it is an error).
         geometry_atol: largest allowed difference of spacing/origin (mm) and direction cosines
             between a prediction and its reference.
+        label_names: ``(value, name)`` pairs (a ``{value: name}`` mapping is converted);
+            they override the names stored in the label files.
     """
 
     labels: tuple[int, ...] | None = None
     nsd_tolerance_mm: float = 2.0
     allow_missing: bool = False
     geometry_atol: float = 1e-3
+    label_names: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.nsd_tolerance_mm) and self.nsd_tolerance_mm >= 0):
@@ -102,11 +110,15 @@ class EvaluationConfig:
             if not labels or any(v <= 0 for v in labels):
                 raise InputError(f"labels must be positive integers, got {list(self.labels)}")
             object.__setattr__(self, "labels", labels)
+        pairs = self.label_names.items() if isinstance(self.label_names, dict) else self.label_names
+        names = tuple(sorted((int(v), str(n)) for v, n in pairs))
+        object.__setattr__(self, "label_names", names)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the settings."""
         d = asdict(self)
         d["labels"] = None if self.labels is None else list(self.labels)
+        d["label_names"] = {str(v): n for v, n in self.label_names}
         return d
 
 
@@ -249,9 +261,49 @@ def evaluate_paths(
         case_rows = evaluate_case(
             p, g, labels=config.labels, nsd_tolerance=config.nsd_tolerance_mm, case=case
         )
+        if config.label_names:
+            names = dict(config.label_names)
+            for row in case_rows:
+                row["name"] = names.get(row["label"], row["name"])
         acc.add(case_rows)
         rows.extend(case_rows)
     return EvaluationResult(rows=rows, summary=_summary(acc, match, config))
+
+
+def load_label_names(path: str | os.PathLike[str]) -> dict[int, str]:
+    """Label names from a JSON file: ``{"1": "spleen", ...}``, or an nnU-Net ``dataset.json``.
+
+    In ``dataset.json`` the ``labels`` map is ``{"spleen": 1, ...}`` (nnU-Net v2, name ->
+    value) or ``{"1": "spleen"}`` (v1, value -> name); the direction is detected from the
+    value types. Region-based v2 labels (lists of values) are rejected.
+
+    Raises:
+        InputError: naming the file: missing, not JSON, or not one of these layouts.
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read label names ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise InputError(f"{p}: not valid JSON ({exc})") from exc
+    if isinstance(data, dict) and isinstance(data.get("labels"), dict):
+        data = data["labels"]
+    if not isinstance(data, dict) or not data:
+        raise InputError(f'{p}: expected {{"1": "name", ...}} or a dataset.json with labels')
+    try:
+        if all(isinstance(v, str) for v in data.values()):
+            return {int(k): v for k, v in data.items()}
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
+            return {v: str(k) for k, v in data.items()}
+    except ValueError:
+        pass
+    if any(isinstance(v, list) for v in data.values()):
+        raise InputError(f"{p}: region-based labels (lists of values) have no single label value")
+    raise InputError(
+        f'{p}: labels must map values to names ({{"1": "spleen"}}) or names to integer '
+        f'values ({{"spleen": 1}}), got {json.dumps(data)[:80]}'
+    )
 
 
 def _summary(acc: MetricAccumulator, match: CaseMatch, config: EvaluationConfig) -> dict:

@@ -8,12 +8,17 @@ A model is registered by decorating a factory ``fn(**overrides) -> PromptableMod
 
 Built-in models live in modules listed in ``_BUILTIN_MODULES``; they are imported on the
 first registry look-up (cheap: they import torch only when a model is created).
+
+A name that is not registered but is a path (``runs/x``, ``./model``, an existing folder) is
+the folder of a trained ``medseg auto`` model: :func:`create_model` loads it as an automatic
+first mask corrected by ``medseg-interactive`` (:mod:`medseg.models.auto_model`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -71,16 +76,27 @@ def is_model(name: str) -> bool:
     return name in list_models()
 
 
-def create_model(name: str, **overrides: Any) -> Any:
+def create_model(name: str | os.PathLike[str], **overrides: Any) -> Any:
     """Build the model registered as ``name``; ``overrides`` replace config defaults.
 
-    Raises ``ModelError`` for an unknown name (listing the available ones) or an unknown
+    ``name`` may also be the folder of a ``medseg auto`` model (see the module docstring;
+    options: :func:`medseg.models.auto_model.load_auto_model`). Raises ``ModelError`` for an
+    unknown name (listing the available ones), an unusable model folder or an unknown
     override.
     """
+    from medseg.models.auto_model import load_auto_model, model_folder
+
     available = list_models()
-    if name not in _REGISTRY:
-        raise ModelError(f"unknown model {name!r}; available models: {', '.join(available)}")
-    return _REGISTRY[name](**overrides)
+    key = os.fspath(name)
+    if key in _REGISTRY and not isinstance(name, os.PathLike):
+        return _REGISTRY[key](**overrides)
+    folder = model_folder(name)
+    if folder is not None:
+        return load_auto_model(folder, **overrides)
+    raise ModelError(
+        f"unknown model {key!r}; available models: {', '.join(available)}, or the folder of "
+        "a medseg auto model (with plans.json)"
+    )
 
 
 def build_config(name: str, config_cls: type[T], overrides: dict[str, Any]) -> T:

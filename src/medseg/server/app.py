@@ -2,7 +2,9 @@
 
 Everything the app needs lives in one :class:`~medseg.server.state.ServerState` on
 ``app.state.medseg``, so several apps (tests, different folders) can run in one process.
-The model is loaded at start-up (FastAPI lifespan) unless one is passed in.
+The model is loaded at start-up (FastAPI lifespan) unless one is passed in; the optional
+automatic model (``config.auto_model``) is loaded by ``create_app``, so a bad model folder
+fails before the server starts.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from medseg.server.sessions import SessionManager, warm_up
 from medseg.server.state import ServerState
 from medseg.server.uploads import UnsupportedType
 
-__all__ = ["create_app", "STATIC_DIR", "load_model"]
+__all__ = ["create_app", "STATIC_DIR", "load_model", "load_auto_model"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,13 @@ def load_model(config: ServerConfig) -> Any:
     from medseg.models.registry import create_model
 
     return create_model(config.model, **dict(config.model_options))
+
+
+def load_auto_model(config: ServerConfig) -> Any:
+    """The :class:`~medseg.models.auto_model.AutoSegmenter` of ``config.auto_model``."""
+    from medseg.models.auto_model import AutoSegmenter
+
+    return AutoSegmenter(config.auto_model)
 
 
 def _error(status: int) -> Any:
@@ -112,7 +121,7 @@ def _add_index(app: FastAPI, state: ServerState) -> None:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 
-def create_app(config: ServerConfig, *, model: Any = None) -> FastAPI:
+def create_app(config: ServerConfig, *, model: Any = None, auto_model: Any = None) -> FastAPI:
     """Build the app for ``config``.
 
     Args:
@@ -120,6 +129,8 @@ def create_app(config: ServerConfig, *, model: Any = None) -> FastAPI:
             (read it from ``app.state.medseg.token``).
         model: a model instance to use instead of loading ``config.model`` at start-up
             (lets tests and benchmarks share one model between apps).
+        auto_model: an :class:`~medseg.models.auto_model.AutoSegmenter` to use instead of
+            loading ``config.auto_model``.
     """
     token = (config.token or new_token()) if config.auth else None
     datastore = Datastore(config.data_dir, config.max_images_loaded)
@@ -130,6 +141,9 @@ def create_app(config: ServerConfig, *, model: Any = None) -> FastAPI:
         labels=LabelStore(datastore),
         sessions=SessionManager(config.max_sessions),
     )
+    if auto_model is None and config.auto_model is not None:
+        auto_model = load_auto_model(config)
+    state.auto = auto_model
     if model is not None:
         state.attach_model(model)
 

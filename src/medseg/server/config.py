@@ -43,8 +43,12 @@ class ServerConfig:
         data_dir: the datastore folder (images; labels are written to ``data_dir/labels``).
         host, port: where the server listens (``host`` is also used to build the allowed
             ``Host`` headers, which blocks DNS-rebinding attacks on a loopback server).
-        model: registered model name (``medseg.list_models()``).
+        model: registered model name (``medseg.list_models()``) or a ``medseg auto`` model
+            folder (its automatic part then serves the Auto endpoint, ``medseg-interactive``
+            the prompts).
         model_options: model overrides, e.g. ``(("backend", "torch"),)``.
+        auto_model: a ``medseg auto`` model folder for ``POST /api/sessions/{id}/auto``
+            (the browser app's Auto button: per-class first masks); None: no Auto.
         auth: require the access token on every API request.
         token: the access token; None makes :func:`medseg.server.app.create_app` generate one.
         max_upload_bytes: largest accepted upload (all files of one upload together).
@@ -64,6 +68,7 @@ class ServerConfig:
     port: int = 8000
     model: str = "auto"
     model_options: tuple[tuple[str, Any], ...] = ()
+    auto_model: Path | None = None
     auth: bool = True
     token: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 512 * MiB
@@ -78,6 +83,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.auto_model is not None:
+            object.__setattr__(self, "auto_model", Path(self.auto_model).expanduser())
         self.validate()
 
     def validate(self) -> None:

@@ -28,6 +28,10 @@ __all__ = [
     "LabelSaveRequest",
     "VersionOut",
     "LabelData",
+    "AutoModelInfo",
+    "AutoRequest",
+    "AutoClass",
+    "AutoResponse",
 ]
 
 ViewName = Literal["axial", "coronal", "sagittal"]
@@ -81,11 +85,24 @@ class ModelInfo(BaseModel):
     config: dict[str, object]
 
 
+class AutoModelInfo(BaseModel):
+    name: str = Field(description="the model folder's name")
+    path: str
+    configuration: str = Field(description="2d or 3d network")
+    dims: int = Field(description="2 or 3: the images the model segments")
+    channels: list[str]
+    labels: dict[str, str] = Field(description="foreground label value -> class name")
+    folds: list[str]
+
+
 class ServerInfo(BaseModel):
     version: str
     auth: bool
     datastore: str
     model: ModelInfo
+    auto_model: AutoModelInfo | None = Field(
+        None, description="the automatic model of POST /api/sessions/{id}/auto, if any"
+    )
     max_upload_bytes: int
     upload_types: list[str]
 
@@ -115,6 +132,13 @@ class PrepareResponse(BaseModel):
     latency_ms: float
 
 
+class RLE(_Strict):
+    encoding: Literal["rle"] = "rle"
+    shape: list[int] = Field(min_length=2, max_length=3)
+    values: list[int]
+    counts: list[int]
+
+
 class Scribble(_Strict):
     points: list[tuple[Coord, Coord]] = Field(min_length=1, max_length=4096)
     label: Literal[0, 1] = 1
@@ -129,8 +153,13 @@ class PredictRequest(_Strict):
         default_factory=list, description="1 = positive, 0 = negative; default all 1"
     )
     scribbles: list[Scribble] = Field(default_factory=list, max_length=64)
-    mask_input: Literal["none", "previous"] = Field(
-        "none", description="'previous': refine this session's last mask for label/view/slice"
+    mask_input: Literal["none", "previous", "mask"] = Field(
+        "none",
+        description="'previous': refine this session's last mask for label/view/slice; "
+        "'mask': refine `mask` (e.g. the label's current mask on the slice)",
+    )
+    mask: RLE | None = Field(
+        None, description="with mask_input='mask': the (rows, cols) mask of the prompted slice"
     )
     label: int = Field(1, ge=1, le=65535, description="target label (keys the previous mask)")
     propagate: bool = Field(False, description="3D: propagate through the volume")
@@ -169,13 +198,6 @@ class LabelDef(_Strict):
     color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
 
 
-class RLE(_Strict):
-    encoding: Literal["rle"] = "rle"
-    shape: list[int] = Field(min_length=2, max_length=3)
-    values: list[int]
-    counts: list[int]
-
-
 class LabelSaveRequest(_Strict):
     labels: list[LabelDef] = Field(max_length=1024)
     data: RLE
@@ -195,3 +217,22 @@ class VersionOut(BaseModel):
 class LabelData(BaseModel):
     version: VersionOut
     data: RLE
+
+
+class AutoRequest(_Strict):
+    encoding: Encoding = "rle"
+
+
+class AutoClass(BaseModel):
+    value: int = Field(description="label value in the model's label map")
+    name: str = Field(description="class name from the model's dataset.json")
+    voxels: int
+    mask: EncodedMask = Field(description="the class's mask over the whole image (array order)")
+
+
+class AutoResponse(BaseModel):
+    model: str
+    shape: list[int] = Field(description="the image's spatial shape: (H, W) or (Z, Y, X)")
+    classes: list[AutoClass]
+    model_ms: float = Field(description="time in the automatic model (0: cached result)")
+    latency_ms: float

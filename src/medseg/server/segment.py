@@ -24,7 +24,7 @@ from medseg.prompts.types import PromptSet, validate_box, validate_points
 from medseg.server.schemas import PredictRequest
 from medseg.server.sessions import PooledPredictor
 
-__all__ = ["Outcome", "tool_support", "check_request", "run_predict"]
+__all__ = ["Outcome", "tool_support", "check_request", "previous_mask", "run_predict"]
 
 # Browser tools -> the prompt kind the model must accept (None: always available).
 _TOOL_KINDS: dict[str, str | None] = {
@@ -67,7 +67,9 @@ def check_request(req: PredictRequest, model: Any, ndim: int, depth: int) -> int
     wanted = {"box"} if req.box is not None else set()
     wanted |= {"points"} if req.points else set()
     wanted |= {"scribbles"} if req.scribbles else set()
-    wanted |= {"mask"} if req.mask_input == "previous" else set()
+    wanted |= {"mask"} if req.mask_input != "none" else set()
+    if (req.mask_input == "mask") != (req.mask is not None):
+        raise PromptError("give mask with mask_input='mask' (and only then)")
     missing = wanted - kinds
     if missing:
         names = ", ".join(_KIND_NAMES[k] for k in sorted(missing))
@@ -98,6 +100,20 @@ class Outcome:
     score: float
     model_ms: float
     block: tuple[int, int, np.ndarray] | None = None
+
+
+def previous_mask(req: PredictRequest, shape: tuple[int, int]) -> np.ndarray:
+    """``req.mask`` (``mask_input='mask'``) as ``(rows, cols)`` logits of +/- 8 for the
+    prompted slice of ``shape``."""
+    from medseg.inference.prompt_input import BINARY_MASK_LOGIT
+    from medseg.server.encoding import rle_decode
+
+    m = req.mask
+    if m is None or tuple(m.shape) != tuple(shape):
+        got = None if m is None else tuple(m.shape)
+        raise PromptError(f"mask has shape {got}, the prompted slice {tuple(shape)}")
+    arr = rle_decode(m.shape, m.values, m.counts, np.uint16) > 0
+    return np.where(arr, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT).astype(np.float32)
 
 
 def _points(req: PredictRequest) -> tuple[list[tuple[float, float]] | None, list[int] | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,10 +12,10 @@ import numpy as np
 from fastapi import Request
 
 from medseg.errors import ModelError
-from medseg.io.image import Image
+from medseg.io.image import Image, LabelMap
 from medseg.io.intensity import CT_WINDOWS
 from medseg.server.config import ServerConfig
-from medseg.server.datastore import Datastore, ImageEntry
+from medseg.server.datastore import Datastore, ImageEntry, NotFound
 from medseg.server.labelstore import LabelStore
 from medseg.server.segment import tool_support
 from medseg.server.sessions import PredictorPool, SessionManager
@@ -31,11 +32,13 @@ from medseg.server.views import (
 __all__ = ["ServerState", "get_state"]
 
 _DETAILS_KEPT = 64
+_AUTO_KEPT = 4  # automatic label maps kept (LRU, one per image)
 
 
 @dataclass(eq=False)
 class ServerState:
-    """The datastore, label store, sessions, model and predictor pool of one app."""
+    """The datastore, label store, sessions, model and predictor pool of one app; ``auto``
+    is the optional automatic model (:class:`medseg.models.auto_model.AutoSegmenter`)."""
 
     config: ServerConfig
     token: str | None
@@ -45,12 +48,43 @@ class ServerState:
     model: Any = None
     pool: PredictorPool | None = None
     warmup_ms: float = 0.0
+    auto: Any = None
     _details: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    _auto_maps: OrderedDict[str, LabelMap] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _auto_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attach_model(self, model: Any) -> None:
+        """Use ``model`` for prompts; a ``medseg auto`` model (``--model MODEL_DIR``) gives
+        its automatic part to the Auto endpoint and its refine model to the prompts."""
+        from medseg.models.auto_model import AutoThenRefine
+
+        if isinstance(model, AutoThenRefine):
+            self.auto = self.auto or model.auto
+            model = model.refine
         self.model = model
         self.pool = PredictorPool(model, self.config.max_predictors, self.config.slice_cache)
+
+    def auto_segment(self, image_id: str) -> tuple[LabelMap, float]:
+        """The automatic label map of an image (cached) and the model time in ms (0 when
+        cached). Runs one image at a time: the model uses every CPU core."""
+        if self.auto is None:
+            raise NotFound("no automatic model: start medseg serve with --auto-model MODEL_DIR")
+        with self._auto_lock:
+            cached = self._auto_maps.get(image_id)
+            if cached is not None:
+                self._auto_maps.move_to_end(image_id)
+                return cached, 0.0
+            start = time.perf_counter()
+            labels = self.auto.segment(self.datastore.load(image_id))
+            self._auto_maps[image_id] = labels
+            while len(self._auto_maps) > _AUTO_KEPT:
+                self._auto_maps.popitem(last=False)
+        return labels, (time.perf_counter() - start) * 1000
+
+    def auto_info(self) -> dict[str, Any] | None:
+        """The automatic model's description for ``/api/info`` (None without one)."""
+        return None if self.auto is None else self.auto.info()
 
     def require_pool(self) -> PredictorPool:
         if self.pool is None:

@@ -7,6 +7,8 @@ Examples::
     medseg convert labels.nrrd labels.nii.gz --label
     medseg convert slice.dcm slice.png --display          # 8-bit view (CT window)
     medseg convert labels.nii.gz seg.dcm --label --source dicom_dir/   # DICOM-SEG
+    medseg convert retinamnist.npz r0.png --key train_images --index 0
+    medseg convert CT_DICOM/ ct.nii.gz --allow-irregular-slices   # mean-gap grid
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+
+from medseg.cli.commands.info import add_read_options, read_options
 
 NAME = "convert"
 HELP = "convert an image or label map between NIfTI, NRRD, MHA, DICOM, PNG, TIFF and NumPy"
@@ -30,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--series", metavar="UID", help="series to read from a DICOM folder")
     parser.add_argument("--label", action="store_true", help="treat the input as a label map")
+    add_read_options(parser)
     parser.add_argument(
         "--display",
         action="store_true",
@@ -63,13 +68,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.source and not is_dcm:
         raise InputError("--source is only used for DICOM-SEG output (OUT ending in .dcm)")
-    if args.label:
-        obj = load_label(args.input, series_uid=args.series)
-    else:
-        obj = load(args.input, series_uid=args.series)
+    options = read_options(args)
+    obj = load_label(args.input, **options) if args.label else load(args.input, **options)
     if args.display:
         unit = display_window(obj.array, modality=obj.modality, window=args.window)
         obj = obj.with_array((unit * 255).round().astype(np.uint8))
-    out = save_dicom_seg(obj, args.source, args.output) if is_dcm else save(obj, args.output)
+    if is_dcm:
+        irregular = options["irregular"]
+        out = save_dicom_seg(obj, args.source, args.output, irregular=irregular)
+    else:
+        out = save(obj, args.output)
     print(f"wrote {out}: shape {tuple(obj.array.shape)} {obj.array.dtype}")
     return 0

@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TOL",
         help="allowed spacing/origin (mm) and direction difference (default 1e-3)",
     )
+    parser.add_argument(
+        "--label-names",
+        type=Path,
+        metavar="FILE",
+        help='JSON {"1": "spleen", ...} or an nnU-Net dataset.json (its "labels"); overrides '
+        "names stored in the label files",
+    )
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write per-case rows here")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the summary here")
 
@@ -83,9 +90,17 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.metrics.evaluate import EvaluationConfig, evaluate_paths, write_csv, write_json
+    from medseg.metrics.evaluate import (
+        EvaluationConfig,
+        evaluate_paths,
+        load_label_names,
+        write_csv,
+        write_json,
+    )
 
+    names = load_label_names(args.label_names) if args.label_names else {}
     config = EvaluationConfig(
+        label_names=tuple(names.items()),
         labels=tuple(args.labels) if args.labels else None,
         nsd_tolerance_mm=args.nsd_tolerance,
         allow_missing=args.allow_missing,

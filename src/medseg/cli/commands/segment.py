@@ -8,9 +8,14 @@ Examples::
     medseg segment dicom_dir/ -o seg.nii.gz --point 250,260,10:1 --point 240,200,10:0
     medseg segment slide.png -o cell.png --scribble "40,50;60,52;70,60:1" --scribble "5,5;5,90:0"
     medseg segment ct.nii.gz -o organ.nii.gz --slice 30 --scribble-mask strokes.png
+    medseg segment ct.nii.gz -o organs.nii.gz --model runs/x
+    medseg segment ct.nii.gz -o kidney.nii.gz --model runs/x --label 2 --point 50,40,12:0
 
 The default model, ``auto`` (``medseg-interactive``), takes every prompt kind; LiteMedSAM
-(``--model litemedsam``) takes boxes only.
+(``--model litemedsam``) takes boxes only. ``--model MODEL_DIR``, a folder written by
+``medseg auto train``/``run``, segments without prompts (the whole label map, or class
+``--label K``); with prompts it writes class K (default: the first foreground class) as
+corrected by ``medseg-interactive`` from the automatic mask, as label value K.
 """
 
 from __future__ import annotations
@@ -97,10 +102,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         required=True,
-        help="label map to write; format from the extension (no extension: the input's)",
+        help="label map to write; format from the extension (no extension: the input's; "
+        "a DICOM input gives a DICOM-SEG .dcm that references it)",
     )
     parser.add_argument(
-        "--model", default="auto", help="model name (default auto = medseg-interactive)"
+        "--allow-irregular-slices",
+        action="store_true",
+        help="read a DICOM series with irregular slice gaps on a regular grid with the mean "
+        "gap (default: refuse)",
+    )
+    parser.add_argument(
+        "--model",
+        default="auto",
+        help="model name (default auto = medseg-interactive) or a medseg auto model folder "
+        "(automatic segmentation; prompts then correct it)",
+    )
+    parser.add_argument(
+        "--label",
+        type=int,
+        metavar="K",
+        help="with --model MODEL_DIR: the class to write or correct (default: all classes "
+        "without prompts, the first foreground class with prompts)",
     )
     parser.add_argument(
         "--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="box (repeatable)"
@@ -169,17 +191,30 @@ def _prompts(args: argparse.Namespace, shape: tuple[int, ...]) -> dict[str, Any]
         raise PromptError("scribbles on a volume need --slice (the slice they are drawn on)")
     if slice_index is not None:
         kw["slice_index"] = slice_index
-    if not ({"box", "boxes", "box3d", "points", "scribbles"} & kw.keys()):
-        raise PromptError("give at least one prompt: --box, --box3d, --point or --scribble")
     return kw
+
+
+def _has_prompt(kw: dict[str, Any]) -> bool:
+    return bool({"box", "boxes", "box3d", "points", "scribbles"} & kw.keys())
+
+
+def _is_auto_model(name: str) -> bool:
+    """True when ``--model`` names a model folder (a medseg auto model) rather than a
+    registered model."""
+    from medseg.models.auto_model import model_folder
+    from medseg.models.registry import is_model
+
+    return not is_model(name) and model_folder(name) is not None
 
 
 def _output_path(args: argparse.Namespace, image: Any) -> Path:
     out: Path = args.output
     if out.suffix:
         return out
+    if image.meta.get("format") == "dicom":  # DICOM in, DICOM-SEG out
+        return out.with_name(out.name + ".dcm")
     src = Path(str(image.meta.get("path") or args.image))
-    suffix = "".join(src.suffixes) if src.is_file() and image.meta.get("format") != "dicom" else ""
+    suffix = "".join(src.suffixes) if src.is_file() else ""
     return out.with_name(out.name + (suffix or ".nii.gz"))
 
 
@@ -193,15 +228,86 @@ def _write(args: argparse.Namespace, image: Any, label_map: Any, out: Path) -> P
     return Path(mio.save(label_map, out))
 
 
-def run(args: argparse.Namespace) -> int:
+def _segment_prompted(predictor: Any, kw: dict[str, Any], image: Any) -> tuple[Any, int | None]:
+    """Promptable segmentation: (label map of the objects, slice for the overlay)."""
     import numpy as np
 
-    import medseg.io as mio
-    from medseg.inference.predictor import Predictor
+    result = predictor.predict(**kw)
+    labels = result.to_label_map()
+    voxels = [int(np.count_nonzero(result.labels == i + 1)) for i in range(len(result.scores))]
+    volume = float(np.prod(image.spacing))
+    for i, (n, s) in enumerate(zip(voxels, result.scores, strict=True)):
+        extra = f" slices {result.slice_ranges[i]}" if result.slice_ranges else ""
+        print(f"object {i + 1}: {n} voxels, {n * volume:.1f} mm^{image.ndim}, score {s:.3f}{extra}")
+    return labels, result.info.get("start_slice")
+
+
+def _segment_auto(
+    args: argparse.Namespace, predictor: Any, kw: dict[str, Any], image: Any
+) -> tuple[Any, int | None]:
+    """Auto model: the label map (all classes or ``--label``) without prompts, else the
+    corrected class as label value K; returns it with the slice for the overlay."""
+    import numpy as np
+
+    from medseg.io.image import LabelMap
+
+    auto = predictor.model.auto
+    if _has_prompt(kw):
+        result = predictor.predict(label=args.label, **kw)
+        k, z = result.info["label"], result.info.get("start_slice")
+        arr = np.where(result.mask, k, 0).astype(np.uint16 if k > 255 else np.uint8)
+        labels = LabelMap.like(image, arr, label_names={k: auto.label_names[k]})
+    else:
+        labels, z = predictor.segment_all(), None
+        if args.label is not None:
+            k = auto.check_label(args.label)
+            arr = np.where(labels.array == k, labels.array, 0)
+            labels = LabelMap.like(image, arr, label_names={k: auto.label_names[k]})
+    volume = float(np.prod(image.spacing))
+    for value, name in labels.label_names.items():
+        n = int(np.count_nonzero(labels.array == value))
+        print(f"label {value} ({name}): {n} voxels, {n * volume:.1f} mm^{image.ndim}")
+    if z is None and image.ndim == 3:  # overlay: the slice with the most foreground
+        z = int(np.argmax(labels.array.reshape(labels.shape[0], -1).astype(bool).sum(1)))
+    return labels, z
+
+
+def _save_overlay(
+    args: argparse.Namespace, image: Any, labels: Any, z: int | None, kw: dict
+) -> None:
     from medseg.io.overlay import save_overlay
 
-    image = mio.load(args.image)
+    boxes = [kw["box"]] if "box" in kw else kw.get("boxes", [])
+    if "box3d" in kw:
+        b = kw["box3d"]
+        boxes = [(b[0], b[1], b[3], b[4])]
+    save_overlay(
+        args.overlay,
+        image,
+        labels.array,
+        slice_index=z,
+        boxes=boxes,
+        points=kw.get("points", ()),
+        point_labels=kw.get("point_labels", ()),
+    )
+    print(f"wrote {args.overlay}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import medseg.io as mio
+    from medseg.inference.predictor import Predictor
+    from medseg.models.auto_model import AutoThenRefine
+
+    image = mio.load(args.image, irregular="mean" if args.allow_irregular_slices else "error")
     kw = _prompts(args, tuple(image.shape))
+    auto = _is_auto_model(args.model)
+    if not _has_prompt(kw) and not auto:
+        raise PromptError(
+            "give at least one prompt: --box, --box3d, --point or --scribble (only a medseg "
+            "auto model, --model MODEL_DIR, segments without prompts)"
+        )
+    if args.label is not None and not auto:
+        raise PromptError("--label picks a class of a medseg auto model: use --model MODEL_DIR")
     out = _output_path(args, image)
     if out.suffix.lower() == ".dcm" and image.meta.get("format") != "dicom":
         raise InputError("a DICOM-SEG output (.dcm) needs a DICOM input")
@@ -210,28 +316,12 @@ def run(args: argparse.Namespace) -> int:
         overrides["cache_dir"] = str(overrides["cache_dir"])
     predictor = Predictor(args.model, window=args.window, **overrides)
     predictor.set_image(image, modality=args.modality)
-    result = predictor.predict(**kw)
-    out = _write(args, image, result.to_label_map(), out)
-    voxels = [int(np.count_nonzero(result.labels == i + 1)) for i in range(len(result.scores))]
-    volume = float(np.prod(image.spacing))
-    for i, (n, s) in enumerate(zip(voxels, result.scores, strict=True)):
-        extra = f" slices {result.slice_ranges[i]}" if result.slice_ranges else ""
-        print(f"object {i + 1}: {n} voxels, {n * volume:.1f} mm^{image.ndim}, score {s:.3f}{extra}")
+    if isinstance(predictor.model, AutoThenRefine):
+        labels, z = _segment_auto(args, predictor, kw, image)
+    else:
+        labels, z = _segment_prompted(predictor, kw, image)
+    out = _write(args, image, labels, out)
     print(f"wrote {out}")
     if args.overlay:
-        z = result.info.get("start_slice")
-        boxes = [kw["box"]] if "box" in kw else kw.get("boxes", [])
-        if "box3d" in kw:
-            b = kw["box3d"]
-            boxes = [(b[0], b[1], b[3], b[4])]
-        save_overlay(
-            args.overlay,
-            image,
-            result.labels,
-            slice_index=z,
-            boxes=boxes,
-            points=kw.get("points", ()),
-            point_labels=kw.get("point_labels", ()),
-        )
-        print(f"wrote {args.overlay}")
+        _save_overlay(args, image, labels, z, kw)
     return 0

@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cors-origin", action="append", default=[], metavar="ORIGIN",
         help="allow this browser origin to call the API (repeatable; default: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--auto-model", type=Path, default=None, metavar="MODEL_DIR",
+        help="a 'medseg auto' model folder: the app's Auto button fills labels with its "
+        "automatic masks, which the prompts then correct",
+    )  # fmt: skip
     parser.add_argument("--open", action="store_true", help="open the app in a web browser")
 
 
@@ -70,6 +75,7 @@ def _config(args: argparse.Namespace) -> object:
         auth=not args.no_auth,
         max_upload_bytes=args.max_upload_mb * MiB,
         cors_origins=tuple(args.cors_origin),
+        auto_model=args.auto_model,
     )
 
 

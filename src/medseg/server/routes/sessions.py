@@ -1,4 +1,5 @@
-"""``/api/sessions``: start a session on an image, prepare slices, predict masks."""
+"""``/api/sessions``: start a session on an image, prepare slices, predict masks, run the
+automatic model (``auto``, when the server has one)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from fastapi.responses import Response
 
 from medseg.server.encoding import encode_mask
 from medseg.server.schemas import (
+    AutoRequest,
+    AutoResponse,
     PredictRequest,
     PredictResponse,
     PrepareRequest,
@@ -18,7 +21,7 @@ from medseg.server.schemas import (
     SessionInfo,
     SessionRequest,
 )
-from medseg.server.segment import check_request, run_predict
+from medseg.server.segment import check_request, previous_mask, run_predict
 from medseg.server.sessions import Session
 from medseg.server.state import ServerState, get_state
 from medseg.server.views import view_shape
@@ -116,6 +119,8 @@ def predict(session_id: SessionId, body: PredictRequest, state: State) -> dict[s
     pooled = state.predictor(session.image_id, body.view)
     key = (body.label, body.view, index)
     previous = session.recall(key) if body.mask_input == "previous" else None
+    if body.mask_input == "mask":
+        previous = previous_mask(body, view_shape(image, body.view)[1:])
     outcome = run_predict(pooled, body, index, previous)
     session.remember(key, outcome.logits)
     out: dict[str, Any] = {
@@ -132,3 +137,30 @@ def predict(session_id: SessionId, body: PredictRequest, state: State) -> dict[s
         out["propagated"] = {"start": lo, "stop": hi, "mask": encode_mask(block, body.encoding)}
     out["latency_ms"] = (time.perf_counter() - t0) * 1000
     return out
+
+
+@router.post(
+    "/{session_id}/auto",
+    response_model=AutoResponse,
+    response_model_exclude_none=True,
+    summary="Run the automatic model on the session's image: one mask per class",
+)
+def auto_segment(session_id: SessionId, state: State, body: AutoRequest | None = None) -> dict:
+    """Per-class masks of the whole image in array order (``(H, W)`` / ``(Z, Y, X)``, as
+    saved labels), to use as first masks; 404 when the server has no automatic model."""
+    t0 = time.perf_counter()
+    session = state.sessions.get(session_id)
+    labels, model_ms = state.auto_segment(session.image_id)
+    encoding = (body or AutoRequest()).encoding
+    classes = []
+    for value, name in state.auto.label_names.items():
+        mask = labels.array == value
+        classes.append({"value": value, "name": name, "voxels": int(mask.sum()),
+                        "mask": encode_mask(mask, encoding)})  # fmt: skip
+    return {
+        "model": state.auto.name,
+        "shape": list(labels.shape),
+        "classes": classes,
+        "model_ms": model_ms,
+        "latency_ms": (time.perf_counter() - t0) * 1000,
+    }

@@ -25,6 +25,7 @@ def info(state: State) -> dict:
         "auth": state.token is not None,
         "datastore": state.datastore.root.name,
         "model": state.model_info(),
+        "auto_model": state.auto_info(),
         "max_upload_bytes": state.config.max_upload_bytes,
         "upload_types": sorted(UPLOAD_TYPES),
     }

@@ -29,9 +29,10 @@ export const annotate = {
     const p = this.prompt;
     if (!newObject && p && p.view === this.view && p.index === index && p.label === this.active) return p;
     this.accept();
+    const before = this.volume.getSlice(this.view, index);
     this.prompt = {
       view: this.view, index, label: this.active, box: null, points: [], labels: [], scribbles: [],
-      before: this.volume.getSlice(this.view, index), prevValid: false,
+      before, prevValid: false, ...(newObject ? {} : this.seedFor(before, this.active)),
     };
     return this.prompt;
   },
@@ -92,11 +93,14 @@ export const annotate = {
     if (!p || (!p.box && !p.points.length && !p.scribbles.length)) return;
     const sent = snapshot(p);
     const refine = this.refine && p.prevValid && this.toolEnabled("previous_mask");
+    // Corrections of an automatic mask start from it (autofill.js): sent as `mask`.
+    const seeded = !refine && p.seed;
     const body = {
       view: p.view, slice_index: this.is3d ? p.index : null, box: p.box, points: p.points,
-      point_labels: p.labels, scribbles: p.scribbles, mask_input: refine ? "previous" : "none",
-      label: p.label, propagate,
+      point_labels: p.labels, scribbles: p.scribbles,
+      mask_input: refine ? "previous" : seeded ? "mask" : "none", label: p.label, propagate,
     };
+    if (seeded) body.mask = p.seed;
     const t0 = performance.now();
     const timer = setTimeout(() => this.busy(true, propagate ? "propagating through the volume…" : "segmenting…"), 250);
     let res;
@@ -122,7 +126,7 @@ export const annotate = {
   applyResult(p, res) {
     const { rows, cols } = this.volume.dims(p.view);
     const mask = rleDecodeInto(res.mask, new Uint8Array(rows * cols));
-    const next = p.before.slice();
+    const next = (p.base || p.before).slice();
     for (let i = 0; i < mask.length; i++) if (mask[i]) next[i] = p.label;
     const diffs = [];
     const d = this.volume.writeSlice(p.view, p.index, next);

@@ -1,6 +1,7 @@
 // medseg browser app: plain ES modules, no build step (see docs/server.md).
 import { api, ApiError, fetchBitmap, rleDecodeInto, sliceUrl } from "./api.js";
 import { annotate } from "./annotate.js";
+import { autoFill } from "./autofill.js";
 import { labelling } from "./labelling.js";
 import { hexToRgb, installShortcuts, renderVersions, setupDialogs } from "./panels.js";
 import { installTools } from "./tools.js";
@@ -15,7 +16,7 @@ class App {
   constructor() {
     this.viewer = new Viewer($("canvas"));
     Object.assign(this, {
-      tool: "box", ready: false, model: null, image: null, sessionId: null, volume: null,
+      tool: "box", ready: false, model: null, autoModel: null, image: null, sessionId: null, volume: null,
       view: "axial", indices: { axial: 0, coronal: 0, sagittal: 0 }, labels: [], active: 1,
       opacity: 0.45, outline: false, brushSize: 8, refine: false, prompt: null, applied: null,
       history: new History(), dirty: false, bitmaps: new Map(), win: { name: "auto", custom: false },
@@ -34,7 +35,9 @@ class App {
     try {
       const info = await api("GET", "/api/info");
       this.model = info.model;
-      $("model-name").textContent = info.model.name;
+      this.autoModel = info.auto_model || null;
+      $("model-name").textContent = info.model.name + (this.autoModel ? ` + auto ${this.autoModel.name}` : "");
+      $("auto").hidden = !this.autoModel;
       this.setupTools();
       await this.refreshImages();
     } catch (err) {
@@ -60,6 +63,7 @@ class App {
     $("accept").addEventListener("click", () => this.accept());
     $("discard").addEventListener("click", () => this.discard());
     $("propagate").addEventListener("click", () => this.propagate());
+    $("auto").addEventListener("click", () => this.autoSegment());
     $("refine").addEventListener("change", (e) => { this.refine = e.target.checked; });
     $("brush-size").addEventListener("input", (e) => this.setBrush(Number(e.target.value)));
     $("opacity").addEventListener("input", (e) => this.setOpacity(Number(e.target.value) / 100));
@@ -356,7 +360,7 @@ class App {
   }
 }
 
-Object.assign(App.prototype, annotate, labelling);
+Object.assign(App.prototype, annotate, labelling, autoFill);
 
 const app = new App();
 window.medsegApp = app;

@@ -87,6 +87,7 @@ export function installShortcuts(app) {
     else if (ctrl && k === "s") app.save();
     else if (ctrl) handled = false;
     else if (e.shiftKey && k === "p") app.propagate();
+    else if (k === "a") app.autoSegment();
     else if (TOOL_KEYS[k]) app.setTool(TOOL_KEYS[k]);
     else if (e.key === "Enter") app.accept();
     else if (e.key === "Escape") app.discard();

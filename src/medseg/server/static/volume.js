@@ -67,6 +67,21 @@ export class LabelVolume {
     return diff;
   }
 
+  // Replace the whole label map; returns the change like writeSlice (null if unchanged).
+  writeAll(values) {
+    const changed = [];
+    for (let i = 0; i < values.length; i++) if (this.data[i] !== values[i]) changed.push(i);
+    if (!changed.length) return null;
+    const idx = Int32Array.from(changed);
+    const diff = { idx, before: new Uint8Array(idx.length), after: new Uint8Array(idx.length) };
+    idx.forEach((j, k) => {
+      diff.before[k] = this.data[j];
+      diff.after[k] = values[j];
+      this.data[j] = values[j];
+    });
+    return diff;
+  }
+
   applyDiffs(diffs, which) {
     for (const d of diffs) {
       const values = d[which];
