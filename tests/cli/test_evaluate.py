@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_dicom import write_series  # tests/_support (pytest's pythonpath)
 
 from medseg.cli.main import main
 from medseg.io import load, load_label, save, save_dicom_seg
@@ -188,21 +187,10 @@ def test_label_names_file_in_table_csv_json(
     assert "dataset.json: not valid JSON" in capsys.readouterr().err
 
 
-def _write_series(folder: Path, **options: object):
-    """The synthetic DICOM writer of tests/io (loaded by path: tests are no package)."""
-    helper = Path(__file__).resolve().parents[1] / "io" / "synthetic_dicom.py"
-    spec = importlib.util.spec_from_file_location("medseg_tests_synthetic_dicom", helper)
-    if spec.name not in sys.modules:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules[spec.name].write_series(folder, **options)
-
-
 def test_names_from_dicom_seg_reach_the_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    s = _write_series(tmp_path / "ct", shape=(3, 4, 5))
+    s = write_series(tmp_path / "ct", shape=(3, 4, 5))
     ref = load(s.folder)
     arr = np.zeros(ref.shape, np.uint8)
     arr[1, 1:3, 1:3] = 1

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_dicom import write_series  # tests/_support (pytest's pythonpath)
 
 from medseg.cli.main import main
 from medseg.io import Image, LabelMap, load, load_label, save
-
-
-def _load_helper():
-    """The synthetic DICOM writer shared with tests/io (loaded by path: tests are no package)."""
-    path = Path(__file__).resolve().parents[1] / "io" / "synthetic_dicom.py"
-    spec = importlib.util.spec_from_file_location("medseg_tests_synthetic_dicom", path)
-    if spec.name in sys.modules:
-        return sys.modules[spec.name]
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-write_series = _load_helper().write_series
 
 
 @pytest.fixture

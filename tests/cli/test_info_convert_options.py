@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_dicom import write_series  # tests/_support (pytest's pythonpath)
 
 from medseg.cli.main import main
 from medseg.io import LabelMap, load, load_label, save
-
-
-def _write_series():
-    """The synthetic DICOM writer of tests/io (loaded by path: tests are no package)."""
-    path = Path(__file__).resolve().parents[1] / "io" / "synthetic_dicom.py"
-    spec = importlib.util.spec_from_file_location("medseg_tests_synthetic_dicom", path)
-    if spec.name not in sys.modules:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules[spec.name].write_series
 
 
 @pytest.fixture
@@ -81,7 +69,7 @@ def test_npz_errors(mnist, tmp_path, capsys):
 
 
 def test_irregular_series_refused_then_opt_in(tmp_path, capsys):
-    s = _write_series()(tmp_path / "irr", shape=(4, 3, 2), gaps=(5.0, 1.0, 1.0))
+    s = write_series(tmp_path / "irr", shape=(4, 3, 2), gaps=(5.0, 1.0, 1.0))
     assert main(["info", str(s.folder)]) == 2
     err = capsys.readouterr().err
     assert f"{s.folder} series {s.series_uid}: irregular slice positions (gaps 5, 1, 1 mm)" in err
@@ -101,7 +89,7 @@ def test_irregular_series_refused_then_opt_in(tmp_path, capsys):
 
 
 def test_dicom_seg_export_from_irregular_source(tmp_path, capsys):
-    s = _write_series()(tmp_path / "irr", shape=(3, 4, 5), gaps=(4.0, 1.0))
+    s = write_series(tmp_path / "irr", shape=(3, 4, 5), gaps=(4.0, 1.0))
     src = load(s.folder, irregular="mean")
     arr = np.zeros(src.shape, np.uint8)
     arr[1, 1:3, 2:4] = 2

@@ -3,10 +3,10 @@ with prompts, ``medseg segment --model MODEL_DIR`` and bad model folders."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
+import auto_model_helpers as helpers  # tests/_support (pytest's pythonpath)
 import numpy as np
 import pytest
 
@@ -18,17 +18,6 @@ from medseg.io.image import Image
 from medseg.models.auto_model import AutoThenRefine, model_folder
 from medseg.models.registry import create_model
 from medseg.training.synthetic import write_disk_dataset
-
-
-def _helpers():
-    path = Path(__file__).with_name("auto_model_helpers.py")
-    spec = importlib.util.spec_from_file_location("medseg_tests_auto_model_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-helpers = _helpers()
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ folder given as ``--model``."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import auto_model_helpers as helpers  # tests/_support (pytest's pythonpath)
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -22,17 +22,6 @@ from medseg.server.config import ServerConfig
 from medseg.server.encoding import rle_decode, rle_encode
 
 from .conftest import BASE_URL, Api
-
-
-def _helpers() -> Any:
-    path = Path(__file__).parents[1] / "inference" / "auto_model_helpers.py"
-    spec = importlib.util.spec_from_file_location("medseg_tests_auto_model_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-helpers = _helpers()
 
 
 @pytest.fixture(scope="module")
