@@ -22,6 +22,7 @@ from medseg.training.data import (
     load_or_make_splits,
     make_splits,
     select_fold,
+    spread_subset,
 )
 from medseg.training.preprocess import CachedCase
 
@@ -57,6 +58,15 @@ def test_splits_file_and_fold_selection(tmp_path: Path) -> None:
         select_fold(splits, 4, ids)
     with pytest.raises(InputError, match="names cases not in the dataset"):
         load_or_make_splits(tmp_path / "splits.json", ["a", "b"])
+
+
+def test_spread_subset() -> None:
+    ids = [f"c{i}" for i in range(10)]
+    assert spread_subset(ids, 4) == ["c0", "c3", "c6", "c9"]
+    assert spread_subset(ids, 1) == ["c0"]
+    assert spread_subset(ids[:3], 4) == ids[:3]
+    with pytest.raises(InputError, match=">= 1"):
+        spread_subset(ids, 0)
 
 
 def test_crop_padded_exact() -> None:

@@ -73,6 +73,19 @@ def test_auto_run_and_predict_on_disks(tmp_path: Path, capsys: pytest.CaptureFix
         assert 2 * inter / (pred.array.astype(bool).sum() + bright.sum()) > 0.85
 
 
+def test_fold_all_validates_a_spread_subset(tmp_path: Path) -> None:
+    """fold 'all' validates on training cases: only max_val_cases_all of them are predicted."""
+    from medseg.training.run import RunOptions, run_auto
+
+    root = write_disk_dataset(tmp_path / "ds", 6, (32, 32), n_test=0)
+    opts = RunOptions(time_budget_s=None, iterations=4, fold="all", max_val_cases_all=2)
+    run_auto(root, tmp_path / "model", opts)
+    report = json.loads((tmp_path / "model" / "report" / "report.json").read_text())
+    assert report["train"]["n_train"] == 6 and report["train"]["n_val"] == 2
+    assert sorted(c["case"] for c in report["cases"]) == ["case00", "case05"]
+    assert any("on 2 training case(s)" in w for w in report["warnings"])
+
+
 def test_plan_cli_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_disk_dataset(tmp_path / "ds", 3, (16, 16))
     assert (

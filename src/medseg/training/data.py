@@ -19,7 +19,14 @@ from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 from medseg.training.preprocess import CachedCase
 
-__all__ = ["make_splits", "load_or_make_splits", "select_fold", "crop_padded", "PatchSampler"]
+__all__ = [
+    "make_splits",
+    "load_or_make_splits",
+    "select_fold",
+    "spread_subset",
+    "crop_padded",
+    "PatchSampler",
+]
 
 
 def make_splits(
@@ -77,6 +84,21 @@ def select_fold(
     if not isinstance(fold, int) or not 0 <= fold < len(splits):
         raise InputError(f"fold must be 'all' or 0..{len(splits) - 1}, got {fold!r}")
     return list(splits[fold]["train"]), list(splits[fold]["val"])
+
+
+def spread_subset(case_ids: Sequence[str], n: int) -> list[str]:
+    """At most ``n`` of ``case_ids`` (in order), evenly spread: all when there are <= n.
+
+    >>> spread_subset(["a", "b", "c", "d", "e"], 3)
+    ['a', 'c', 'e']
+    """
+    ids = list(case_ids)
+    if n < 1:
+        raise InputError(f"the number of cases must be >= 1, got {n}")
+    if len(ids) <= n:
+        return ids
+    picks = np.linspace(0, len(ids) - 1, n).round().astype(int)
+    return [ids[i] for i in picks]
 
 
 def crop_padded(array: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:

@@ -166,9 +166,15 @@ def _score(res: dict[str, Any], val_ids: list[str], plan: Plan, largest: list[in
 
 
 def validate_fold(
-    data_dir: str | Path, model_dir: str | Path, fold: int | str, *, tta: bool = False
+    data_dir: str | Path,
+    model_dir: str | Path,
+    fold: int | str,
+    *,
+    tta: bool = False,
+    case_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Predict the fold's validation cases on their original grids and score them.
+    """Predict the fold's validation cases (or ``case_ids``, a subset of them) on their
+    original grids and score them.
 
     Writes ``fold_N/validation/<case><ending>`` (raw predictions) and ``metrics.json``,
     decides largest-component post-processing (``postprocessing.json``), writes overlay PNGs
@@ -184,6 +190,11 @@ def validate_fold(
     ds = read_dataset(data_dir)
     ids = [c.case_id for c in ds.training]
     _, val_ids = select_fold(load_or_make_splits(model_dir / "splits.json", ids), fold, ids)
+    if case_ids is not None:
+        unknown = sorted(set(case_ids) - set(val_ids))
+        if unknown:
+            raise InputError(f"not validation cases of fold {fold}: {', '.join(unknown)}")
+        val_ids = [c for c in val_ids if c in set(case_ids)]
     model = AutoModel(model_dir, PredictConfig(folds=(str(fold),), postprocess="off", tta=tta))
     out = model_dir / fold_name(fold) / "validation"
     res = _predict_cases(ds, model, val_ids, out)

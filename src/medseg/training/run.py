@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Options of a full run; exactly one of ``time_budget_s`` and ``iterations``."""
+    """Options of a full run; exactly one of ``time_budget_s`` and ``iterations``.
+
+    ``max_val_cases_all``: with ``fold="all"`` the "validation" cases are training cases
+    (no held-out estimate, only a sanity check and the post-processing choice), so at most
+    this many of them, evenly spread, are predicted and the budget goes to training.
+    """
 
     time_budget_s: float | None = 1800.0
     iterations: int | None = None
@@ -38,6 +43,7 @@ class RunOptions:
     seed: int = 0
     tta: bool = False
     resume: bool = False
+    max_val_cases_all: int = 4
 
 
 def estimate_inference_s(plan: Plan, resampled_shapes: list[tuple[int, ...]], tta: bool) -> float:
@@ -87,7 +93,7 @@ def _train_config(opts: RunOptions, train_budget: float | None) -> Any:
 
 def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any]:
     """Check, plan (or reuse the plan), preprocess and split; timed."""
-    from medseg.training.data import load_or_make_splits, select_fold
+    from medseg.training.data import load_or_make_splits, select_fold, spread_subset
     from medseg.training.network import measure_flops_per_second
     from medseg.training.pipeline import ensure_plan
     from medseg.training.preprocess import preprocess_dataset
@@ -108,6 +114,8 @@ def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any
         model_dir / "splits.json", ids, seed=opts.seed, mode=opts.split_mode
     )
     train_ids, val_ids = select_fold(splits, opts.fold, ids)
+    if opts.fold == "all":
+        val_ids = spread_subset(val_ids, opts.max_val_cases_all)
     return {"ds": ds, "issues": issues, "plan": plan, "train_ids": train_ids,
             "val_ids": val_ids, "preprocess_s": time.perf_counter() - t0}  # fmt: skip
 
@@ -132,7 +140,7 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
     result = train_fold(data_dir, model_dir, _train_config(opts, train_budget),
                         resume=opts.resume, split_mode=opts.split_mode)  # fmt: skip
     train_s = time.perf_counter() - t_train
-    val = validate_fold(data_dir, model_dir, opts.fold, tta=opts.tta)
+    val = validate_fold(data_dir, model_dir, opts.fold, tta=opts.tta, case_ids=val_ids)
     report_dir = model_dir / "report"
     train = {
         "iterations": result.iterations,
@@ -169,7 +177,10 @@ def _warnings(plan: Plan, result: Any, val: dict, opts: RunOptions, issues: list
     out = [str(i) for i in issues]
     out += [n for n in plan.notes if n.startswith("WARNING")]
     if opts.fold == "all":
-        out.append("fold 'all': the metrics are measured on training cases and overestimate")
+        out.append(
+            f"fold 'all': the metrics are measured on {val['n_val']} training case(s) and "
+            "overestimate"
+        )
     if val["n_val"] < 3:
         out.append(f"only {val['n_val']} validation case(s): the metrics are a rough estimate")
     if result.iterations < 250:

@@ -116,6 +116,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--split-mode", choices=("random", "blocks"), default="random")
     p.add_argument("--tta", action="store_true")
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--max-val-cases", type=int, default=4, metavar="N",
+        help="with --fold all (validation = training cases): predict at most N of them",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     _plan_args(p)
     _common(p)
@@ -245,6 +249,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         tta=args.tta,
         resume=args.resume,
+        max_val_cases_all=args.max_val_cases,
     )
     report = run_auto(args.data, args.out, opts)
     print(report.read_text())
