@@ -10,7 +10,7 @@ label values. The output ``LabelMap`` has the input's exact geometry.
 
 Memory: MONAI keeps the whole-volume output ``(K, *sp)`` and a count map in float32, i.e.
 ``(K + 1) * 4`` bytes per resampled voxel; with two classes a 512x512x300 volume needs about
-1 GB for them, which stays inside the 4 GB target (measured 3.27 GB peak RSS for the whole
+1 GB for them, which stays inside the 4 GB target (measured 3.80 GB peak RSS for the whole
 process, see docs/benchmarks.md).
 """
 
