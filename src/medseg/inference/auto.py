@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.inference.prompt_input import BINARY_MASK_LOGIT as AUTO_LOGIT
+from medseg.inference.prompt_input import binary_logits
 from medseg.inference.result import Prediction
 from medseg.io.image import Image
 
@@ -29,7 +29,7 @@ def slice_range(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
 def auto_prediction(mask: np.ndarray, image: Image, info: dict[str, Any]) -> Prediction:
     """The automatic mask ``S`` of one class as a one-object :class:`Prediction`."""
     mask = np.asarray(mask, dtype=bool)
-    logits = np.where(mask, AUTO_LOGIT, -AUTO_LOGIT).astype(np.float32)
+    logits = binary_logits(mask)
     return Prediction(
         mask=mask,
         logits=logits,
@@ -51,7 +51,7 @@ def corrected_volume(
 ) -> Prediction:
     """The automatic ``(Z, Y, X)`` mask with slice ``z`` replaced by the corrected
     ``(Y, X)`` logits (``> 0`` is foreground)."""
-    logits = np.where(mask, AUTO_LOGIT, -AUTO_LOGIT).astype(np.float32)
+    logits = binary_logits(mask)
     logits[z] = slice_logits
     out = logits > 0
     return Prediction(

@@ -13,10 +13,15 @@ from medseg.inference.result import Prediction
 from medseg.prompts.scribbles import validate_scribbles
 from medseg.prompts.types import PromptSet, validate_box, validate_points
 
-__all__ = ["BINARY_MASK_LOGIT", "mask_logits", "prompt_set"]
+__all__ = ["BINARY_MASK_LOGIT", "binary_logits", "mask_logits", "prompt_set"]
 
 # A boolean ``mask_input`` becomes logits of +/- this value.
 BINARY_MASK_LOGIT = 8.0
+
+
+def binary_logits(mask: np.ndarray) -> np.ndarray:
+    """Float32 logits of a mask of any shape: +BINARY_MASK_LOGIT where ``mask > 0``, else -."""
+    return np.where(np.asarray(mask) > 0, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT).astype(np.float32)
 
 
 def mask_logits(
@@ -35,7 +40,7 @@ def mask_logits(
     else:
         arr = np.asarray(mask_input)
         if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
-            arr = np.where(arr > 0, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT)
+            arr = binary_logits(arr)
     arr = np.asarray(arr, np.float32)
     if z is not None and image_shape is not None and arr.shape[-3:] == tuple(image_shape):
         arr = arr[..., z, :, :]

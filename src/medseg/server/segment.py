@@ -105,15 +105,14 @@ class Outcome:
 def previous_mask(req: PredictRequest, shape: tuple[int, int]) -> np.ndarray:
     """``req.mask`` (``mask_input='mask'``) as ``(rows, cols)`` logits of +/- 8 for the
     prompted slice of ``shape``."""
-    from medseg.inference.prompt_input import BINARY_MASK_LOGIT
+    from medseg.inference.prompt_input import binary_logits
     from medseg.server.encoding import rle_decode
 
     m = req.mask
     if m is None or tuple(m.shape) != tuple(shape):
         got = None if m is None else tuple(m.shape)
         raise PromptError(f"mask has shape {got}, the prompted slice {tuple(shape)}")
-    arr = rle_decode(m.shape, m.values, m.counts, np.uint16) > 0
-    return np.where(arr, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT).astype(np.float32)
+    return binary_logits(rle_decode(m.shape, m.values, m.counts, np.uint16))
 
 
 def _points(req: PredictRequest) -> tuple[list[tuple[float, float]] | None, list[int] | None]:
