@@ -202,6 +202,8 @@ def test_resume_without_checkpoint_and_bad_config(tmp_path, toy):
         _config(tmp_path, toy, size=31)
     with pytest.raises(InputError):
         _config(tmp_path, toy, data=())
+    with pytest.raises(InputError, match="max_corrections"):
+        _config(tmp_path, toy, max_corrections=-1)
 
 
 def test_cli_train_interactive(tmp_path, toy):
@@ -215,10 +217,12 @@ def test_cli_train_interactive(tmp_path, toy):
         parse_duration("soon")
     out = tmp_path / "cli.pt"
     rc = main(["train", "interactive", "--data", str(toy), "--out", str(out),
-               "--max-iterations", "1", "--batch-size", "1", "--no-progress"])  # fmt: skip
+               "--max-iterations", "1", "--batch-size", "1", "--max-corrections", "2",
+               "--no-progress"])  # fmt: skip
     assert rc == 0
     payload = torch.load(out, weights_only=True)
     assert payload["iterations"] == 1 and payload["format"] == "medseg-interactive/1"
+    assert '"max_corrections": 2' in payload["train_config"]
     assert (tmp_path / "cli.pt.ckpt").is_file()
 
 

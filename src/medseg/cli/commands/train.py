@@ -1,5 +1,6 @@
 """``medseg train interactive``: train the ``medseg-interactive`` model with simulated
-interactions (see :mod:`medseg.training.interactive`)."""
+interactions (see :mod:`medseg.training.interactive`); ``medseg train soup``: average
+weight files (:mod:`medseg.training.interactive.soup`)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cosine: anneal the learning rate over this run's budget (default)",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument(
+        "--max-corrections", type=int, default=4,
+        help="simulated correction rounds per sample: uniform 0..N (default 4)",
+    )  # fmt: skip
     p.add_argument("--checkpoint-every", default="5m", help="checkpoint interval (default 5m)")
     p.add_argument(
         "--no-holdout",
@@ -68,9 +73,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also train on the held-out evaluation cases (not for benchmarks)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
+    soup = sub.add_parser("soup", help="average medseg-interactive weight files (model soup)")
+    soup.add_argument("weights", nargs="+", metavar="WEIGHTS", help="weights files (.pt)")
+    soup.add_argument("--out", required=True, metavar="FILE", help="averaged weights file")
+    soup.add_argument("--mix", type=float, nargs="+", help="one weight per file (default equal)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model == "soup":
+        from medseg.training.interactive.soup import average_weights
+
+        average_weights(args.weights, args.out, args.mix)
+        log.info("weights: %s", args.out)
+        return 0
     from medseg.training.interactive import InteractiveTrainConfig, is_held_out, train
     from medseg.training.interactive.data import load_sources
 
@@ -89,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         holdout=not args.no_holdout,
         threads=args.threads,
         init=args.init,
+        max_corrections=args.max_corrections,
     )
     keep = (lambda d, c: not is_held_out(d, c)) if cfg.holdout else (lambda d, c: True)
     sources = load_sources(cfg.data, keep)

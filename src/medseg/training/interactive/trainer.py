@@ -90,6 +90,8 @@ class InteractiveTrainConfig:
             raise InputError("give at least one --data folder")
         if self.batch_size < 1 or self.size % 2 ** (len(self.channels) - 1):
             raise InputError("batch_size must be >= 1 and size divisible by 2**(levels-1)")
+        if self.max_corrections < 0:
+            raise InputError(f"max_corrections must be >= 0, got {self.max_corrections}")
         if self.time_budget_s <= 0:
             raise InputError(f"time budget must be positive, got {self.time_budget_s}")
         if self.lr_schedule not in ("constant", "cosine"):
