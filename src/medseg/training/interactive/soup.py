@@ -14,25 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medseg.errors import InputError
-from medseg.training.interactive.trainer import WEIGHTS_FORMAT
+from medseg.training.interactive.trainer import WEIGHTS_FORMAT, read_weights
 
 __all__ = ["average_weights"]
 
 log = logging.getLogger(__name__)
-
-
-def _load(path: Path) -> dict:
-    import torch
-
-    if not path.is_file():
-        raise InputError(f"no weights file at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt file
-        raise InputError(f"cannot read weights {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise InputError(f"{path} is not a {WEIGHTS_FORMAT} weights file")
-    return payload
 
 
 def average_weights(
@@ -58,7 +44,7 @@ def average_weights(
     mix = [1.0] * len(files) if mix is None else [float(m) for m in mix]
     if len(mix) != len(files) or min(mix) < 0 or sum(mix) <= 0:
         raise InputError(f"--mix needs {len(files)} non-negative weights with a positive sum")
-    payloads = [_load(p) for p in files]
+    payloads = [read_weights(p) for p in files]
     first = payloads[0]
     for path, p in zip(files[1:], payloads[1:], strict=True):
         if p["net"] != first["net"] or p["state_dict"].keys() != first["state_dict"].keys():

@@ -36,6 +36,7 @@ __all__ = [
     "save_weights",
     "lr_factor",
     "WEIGHTS_FORMAT",
+    "read_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -236,19 +237,28 @@ def _load_checkpoint(net, opt, rng, cfg) -> TrainState:
     return state
 
 
-def _load_init(net, cfg) -> TrainState:
-    """Load the weights file ``cfg.init`` into ``net``; the state carries its iteration count."""
+def read_weights(path: str | Path, context: str = "") -> dict:
+    """The payload of a ``medseg-interactive`` weights file; ``InputError`` (prefixed with
+    ``context``) when it is missing, unreadable or not a weights file."""
     import torch
 
-    path = Path(cfg.init)
+    path = Path(path)
     if not path.is_file():
-        raise InputError(f"--init: no weights file at {path}")
+        raise InputError(f"{context}no weights file at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt file
-        raise InputError(f"--init: cannot read {path}: {exc}") from exc
+        raise InputError(f"{context}cannot read {path}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise InputError(f"--init: {path} is not a {WEIGHTS_FORMAT} weights file")
+        raise InputError(f"{context}{path} is not a {WEIGHTS_FORMAT} weights file")
+    return payload
+
+
+def _load_init(net, cfg) -> TrainState:
+    """Load the weights file ``cfg.init`` into ``net``; the state carries its iteration count."""
+
+    path = Path(cfg.init)
+    payload = read_weights(path, "--init: ")
     if payload["net"] != cfg.net_config():
         raise InputError(f"--init network {payload['net']} differs from {cfg.net_config()}")
     net.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
