@@ -152,6 +152,8 @@ def test_interactive_model_touchup_option(monkeypatch):
 
     with pytest.raises(ModelError, match="touchup"):
         create_model("medseg-interactive", touchup_change=-1.0)
+    with pytest.raises(ModelError, match="box_touchup"):
+        create_model("medseg-interactive", box_touchup_radius=-1.0)
     model = create_model("medseg-interactive", merge="touchup", touchup_radius=0.2,
                          touchup_change=0.1, num_threads=1)  # fmt: skip
     prev, new = _touchup_case()
@@ -163,8 +165,17 @@ def test_interactive_model_touchup_option(monkeypatch):
     merged = model.decode(emb, clicks).logits[0, 0]
     np.testing.assert_array_equal(merged, touchup_merge(new, prev, (15, 10), 0.2, 0.1))
     assert merged[15, 9] < 0 < merged[10, 15]
-    # with a box every correction is taken as predicted; and touch-up is the default merge
+    # with a box the box_touchup_* thresholds apply: 0 takes the prediction as it is
     boxed = PromptSet(boxes=np.array([[4.0, 4.0, 15.0, 15.0]]), points=clicks.points,
                       point_labels=clicks.point_labels, mask_input=prev[None])  # fmt: skip
-    np.testing.assert_array_equal(model.decode(emb, boxed).logits[0, 0], new)
+    wide = create_model("medseg-interactive", merge="touchup", box_touchup_radius=0.2,
+                        box_touchup_change=0.1, touchup_radius=2.0, num_threads=1)  # fmt: skip
+    monkeypatch.setattr(wide, "predict_objects", fake)
+    np.testing.assert_array_equal(wide.decode(emb, boxed).logits[0, 0],
+                                  touchup_merge(new, prev, (15, 10), 0.2, 0.1))  # fmt: skip
+    np.testing.assert_array_equal(wide.decode(emb, clicks).logits[0, 0], new)  # radius 2
+    off = create_model("medseg-interactive", merge="touchup", box_touchup_change=0.0,
+                       num_threads=1)  # fmt: skip
+    monkeypatch.setattr(off, "predict_objects", fake)
+    np.testing.assert_array_equal(off.decode(emb, boxed).logits[0, 0], new)
     assert create_model("medseg-interactive").config.merge == "touchup"

@@ -87,17 +87,17 @@ class InteractiveConfig:
             on the held-out benchmark, docs/benchmarks.md).
         merge: how a click's prediction replaces the previous mask (with a previous mask
             and clicks, no scribbles; the newest click is the last point):
-            ``"touchup"`` (default): without a box, a small correction (changing fewer
-            pixels than ``touchup_change`` times the previous mask's area) is kept local:
-            taken only within ``touchup_radius`` times the masks' extent of the newest
-            click (:func:`.progressive_merge.touchup_merge`); larger ones, and every
-            correction of a box, are taken as they are (measured in docs/benchmarks.md:
-            with a box, a click's re-prediction also improves the far boundary);
+            ``"touchup"`` (default): a small correction (changing fewer pixels than
+            ``touchup_change`` times the previous mask's area) is kept local: taken only
+            within ``touchup_radius`` times the masks' extent of the newest click
+            (:func:`.progressive_merge.touchup_merge`); larger ones are taken as they
+            are; with a box the ``box_touchup_*`` thresholds apply (docs/benchmarks.md);
             ``"progressive"``: the newest click changes only the connected region it
             flipped (FocalClick's rule); ``"none"``: the new prediction replaces the
             previous one.
         touchup_change, touchup_radius: the ``"touchup"`` rule's thresholds.
-        touchup_box: also apply the ``"touchup"`` rule to the corrections of a box.
+        box_touchup_change, box_touchup_radius: the same for the clicks of a box session
+            (``box_touchup_change=0`` takes every correction of a box as predicted).
         monotone: with ``"touchup"``, a positive click only adds and a negative one only
             removes pixels near it.
     """
@@ -112,16 +112,18 @@ class InteractiveConfig:
     merge: str = "touchup"
     touchup_change: float = 0.2
     touchup_radius: float = 0.1
+    box_touchup_change: float = 0.1
+    box_touchup_radius: float = 0.25
     monotone: bool = False
-    touchup_box: bool = False
 
     def __post_init__(self) -> None:
         if self.merge not in ("none", "progressive", "touchup"):
             raise ModelError(
                 f"merge must be 'none', 'progressive' or 'touchup', got {self.merge!r}"
             )
-        if self.touchup_change < 0 or self.touchup_radius < 0:
-            raise ModelError("touchup_change and touchup_radius must be >= 0")
+        if min(self.touchup_change, self.touchup_radius, self.box_touchup_change,
+               self.box_touchup_radius) < 0:  # fmt: skip
+            raise ModelError("the touchup_* and box_touchup_* thresholds must be >= 0")
         if self.enlarge < 1.0 or self.min_side < 2 or self.click_min_side < 2:
             raise ModelError("enlarge must be >= 1 and the minimum sides >= 2")
         if not 0.0 <= self.click_min_fraction <= 1.0:
@@ -229,10 +231,13 @@ def _merged(logits: np.ndarray, obj: ObjectPrompts, cfg: InteractiveConfig) -> n
     positive = bool(np.asarray(obj.labels).reshape(-1)[-1] == 1)
     if cfg.merge == "progressive":
         return progressive_merge(logits, obj.mask_logits, click, positive)
-    if obj.box is not None and not cfg.touchup_box:  # measured: with a box, clicks
-        return logits  # improve the whole boundary more often than they harm it
-    return touchup_merge(logits, obj.mask_logits, click, cfg.touchup_radius,
-                         cfg.touchup_change, positive if cfg.monotone else None)  # fmt: skip
+    # measured: with a box, a click's re-prediction improves the far boundary more often,
+    # so box sessions keep less of the previous mask (a larger disk, smaller threshold)
+    change, radius = cfg.touchup_change, cfg.touchup_radius
+    if obj.box is not None:
+        change, radius = cfg.box_touchup_change, cfg.box_touchup_radius
+    return touchup_merge(logits, obj.mask_logits, click, radius, change,
+                         positive if cfg.monotone else None)  # fmt: skip
 
 
 class InteractiveModel(PromptableModel):
