@@ -203,6 +203,9 @@ def _train(args: argparse.Namespace) -> int:
         result = train_fold(
             args.data, args.out, cfg, resume=args.resume, split_mode=args.split_mode, dist=dist
         )
+        # every rank done with its collectives before any leaves the group: a rank that
+        # destroyed the group while another still used it aborted gloo (SIGABRT, seen once)
+        barrier(dist)
     finally:
         cleanup(dist)
     if dist.is_main:
