@@ -256,7 +256,6 @@ def read_weights(path: str | Path, context: str = "") -> dict:
 
 def _load_init(net, cfg) -> TrainState:
     """Load the weights file ``cfg.init`` into ``net``; the state carries its iteration count."""
-
     path = Path(cfg.init)
     payload = read_weights(path, "--init: ")
     if payload["net"] != cfg.net_config():
