@@ -33,8 +33,8 @@ def write_model(model_dir: Path, patch: int, filters: tuple[int, ...]) -> None:
     """``plans.json`` + ``fold_all/checkpoint_final.pt`` with random weights."""
     import torch
 
-    from medseg.training.network import build_network
-    from medseg.training.plan import Normalization, Plan, save_plan
+    from medseg.automatic.network import build_network
+    from medseg.automatic.plan import Normalization, Plan, save_plan
 
     depth = len(filters)
     plan = Plan(

@@ -60,8 +60,8 @@ def train_tiny_model(data: Path, out: Path, iterations: int = 60) -> Path:
     """Plan and train fold 0 of ``data`` into ``out`` (1 torch thread); returns ``out``."""
     import torch
 
+    from medseg.automatic.plan import PlanBudget
     from medseg.training.pipeline import plan_dataset, train_fold
-    from medseg.training.plan import PlanBudget
     from medseg.training.trainer import TrainConfig
 
     torch.manual_seed(0)

@@ -127,6 +127,8 @@ def test_later_failures_are_target_errors_and_bad_masks_too() -> None:
 
 def test_scribble_protocol_passes_scribble_objects(bright_model) -> None:
     class Scribbler:
+        model = SimpleNamespace(prompt_kinds=frozenset({"scribbles", "mask"}))
+
         def set_image(self, image) -> None:
             self.shape = image.shape
 

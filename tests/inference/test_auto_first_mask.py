@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import medseg
+from medseg.automatic.segmenter import AutoSegmenter, model_folder
 from medseg.cli.main import main
 from medseg.errors import InputError, ModelError, PromptError
 from medseg.io import load, load_label
 from medseg.io.image import Image
-from medseg.models.auto_model import AutoThenRefine, model_folder
 from medseg.models.registry import create_model
 from medseg.training.synthetic import write_disk_dataset
 
@@ -50,12 +50,17 @@ def _centre(mask: np.ndarray) -> tuple[int, int]:
     return round(float(xs.mean())), round(float(ys.mean()))  # (x, y)
 
 
-def test_model_folder_resolves_to_auto_then_refine(trained: tuple[Path, Path]) -> None:
-    model = create_model(trained[0])
-    assert isinstance(model, AutoThenRefine) and model.refine.name == "medseg-interactive"
-    assert model.auto.label_names == {1: "disk", 2: "square"} and model.auto.default_label == 1
-    assert model.config_dict()["auto"]["labels"] == {"1": "disk", "2": "square"}
-    assert isinstance(create_model(str(trained[0])), AutoThenRefine)
+def test_model_folder_is_given_to_the_predictor(trained: tuple[Path, Path]) -> None:
+    p = medseg.Predictor(trained[0])
+    assert isinstance(p.auto, AutoSegmenter) and p.model.name == "medseg-interactive"
+    assert p.auto.label_names == {1: "disk", 2: "square"} and p.auto.default_label == 1
+    assert p.auto.info()["labels"] == {"1": "disk", "2": "square"}
+    q = medseg.Predictor("litemedsam+interactive", auto=str(trained[0]), tta=True)
+    assert q.model.name == "litemedsam+interactive" and q.auto.model.cfg.tta
+    with pytest.raises(ModelError, match=r"given to medseg\.Predictor"):
+        create_model(str(trained[0]))
+    with pytest.raises(ModelError, match="as model= or as auto=, not both"):
+        medseg.Predictor(trained[0], auto=trained[0])
     assert model_folder("litemedsam") is None and model_folder("runs/x") == Path("runs/x")
 
 
@@ -83,14 +88,16 @@ def test_prompts_correct_the_automatic_mask(predictor: medseg.Predictor) -> None
     predictor.set_image(image)
     labels = predictor.segment_all().array
     cx, cy = _centre(labels == 1)
-    removed = predictor.predict(points=[(cx, cy)], point_labels=[0])
+    removed = predictor.predict(points=[(cx, cy)], point_labels=[0], label=1)
     assert labels[cy, cx] == 1 and not removed.mask[cy, cx]
     assert removed.info["label"] == 1 and not (removed.mask & (labels == 2)).any()
     sx, sy = _centre(labels == 2)
     grown = predictor.predict(label=1, points=[(sx, sy)], point_labels=[1])
     assert grown.mask[sy, sx] and grown.mask[cy, cx]  # the disk is kept, the click added
     explicit = predictor.predict(points=[(cx, cy)], point_labels=[0], mask_input=labels == 1)
-    assert np.array_equal(explicit.mask, removed.mask)
+    assert np.array_equal(explicit.mask, removed.mask)  # label=K is the same as its mask
+    new = predictor.predict(points=[(sx, sy)], point_labels=[1])  # no label: a new object
+    assert "label" not in new.info and new.mask[sy, sx] and not new.mask[cy, cx]
 
 
 def test_volume_corrections_change_only_their_slice(trained_3d: tuple[Path, Path]) -> None:
@@ -106,12 +113,12 @@ def test_volume_corrections_change_only_their_slice(trained_3d: tuple[Path, Path
     assert first.slice_ranges and first.mask.shape == image.shape
     z = first.slice_ranges[0][0] + (first.slice_ranges[0][1] - first.slice_ranges[0][0]) // 2
     cx, cy = _centre(labels.array[z] == 1)
-    fixed = p.predict(points=[(cx, cy)], point_labels=[0], slice_index=z)
+    fixed = p.predict(points=[(cx, cy)], point_labels=[0], slice_index=z, label=1)
     assert not fixed.mask[z, cy, cx] and fixed.info["start_slice"] == z
     others = [i for i in range(image.shape[0]) if i != z]
     assert np.array_equal(fixed.mask[others], labels.array[others] == 1)
     with pytest.raises(PromptError, match="give slice_index"):
-        p.predict(points=[(cx, cy)])
+        p.predict(points=[(cx, cy)], label=1)
 
 
 def test_bad_labels_and_prompts(predictor: medseg.Predictor) -> None:
@@ -119,9 +126,9 @@ def test_bad_labels_and_prompts(predictor: medseg.Predictor) -> None:
     with pytest.raises(PromptError, match=r"label 3 is not a class.*1 \(disk\), 2 \(square\)"):
         predictor.predict(label=3)
     with pytest.raises(PromptError, match="one class and slice at a time"):
-        predictor.predict(boxes=[(1, 1, 9, 9), (20, 20, 30, 30)])
+        predictor.predict(boxes=[(1, 1, 9, 9), (20, 20, 30, 30)], label=1)
     with pytest.raises(PromptError, match="slice_index needs a 3D image"):
-        predictor.predict(points=[(5, 5)], slice_index=0)
+        predictor.predict(points=[(5, 5)], slice_index=0, label=1)
     before = predictor.predict().mask
     with pytest.raises(InputError, match="planned for 2D images"):
         predictor.set_image(np.zeros((4, 16, 16), np.float32))
@@ -136,24 +143,24 @@ def test_bad_labels_and_prompts(predictor: medseg.Predictor) -> None:
 
 def test_bad_model_folders(trained: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no such model folder"):
-        create_model(tmp_path / "missing")
+        medseg.Predictor(tmp_path / "missing")
     with pytest.raises(ModelError, match=r"no plans\.json"):
         medseg.Predictor(tmp_path)
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(ModelError, match="not a folder"):
-        create_model(str(tmp_path / "a_file"))
+        medseg.Predictor(str(tmp_path / "a_file"))
     untrained = tmp_path / "untrained"
     untrained.mkdir()
     shutil.copy(trained[0] / "plans.json", untrained / "plans.json")
     with pytest.raises(ModelError, match=r"no fold_\*/checkpoint_final.pt"):
-        create_model(untrained)
+        medseg.Predictor(untrained)
     (untrained / "fold_0").mkdir()
     (untrained / "fold_0" / "checkpoint_final.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="cannot load a checkpoint"):
-        create_model(untrained)
+        medseg.Predictor(untrained)
     (untrained / "plans.json").write_text("{")
     with pytest.raises(ModelError, match="not a valid medseg plan"):
-        create_model(untrained)
+        medseg.Predictor(untrained)
     with pytest.raises(ModelError, match="unknown model 'nope'"):
         create_model("nope")
 

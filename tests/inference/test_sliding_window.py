@@ -9,20 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from medseg.automatic.model import AutoModel, PredictConfig, sliding_window_logits
+from medseg.automatic.plan import PlanBudget, save_plan
+from medseg.automatic.predict import find_cases, predict_folder
 from medseg.data.nnunet import read_dataset
 from medseg.errors import InputError, ModelError
-from medseg.inference.sliding_window import (
-    AutoModel,
-    PredictConfig,
-    find_cases,
-    predict_folder,
-    sliding_window_logits,
-)
 from medseg.io import load_label, save
 from medseg.io.image import Image
+from medseg.training.cache import preprocess_dataset
 from medseg.training.fingerprint import compute_fingerprint
-from medseg.training.plan import PlanBudget, plan_experiment, save_plan
-from medseg.training.preprocess import preprocess_dataset
+from medseg.training.planning import plan_experiment
 from medseg.training.synthetic import write_disk_dataset
 from medseg.training.trainer import TrainConfig, Trainer
 

@@ -350,13 +350,19 @@ def test_box_then_refine_routes_box_only_to_the_first_model():
         m.decode(emb, PromptSet(boxes=box), multimask=True)
 
 
-def test_auto_is_medseg_interactive():
-    from medseg.models import create_model, list_models
+def test_default_is_medseg_interactive_and_auto_is_deprecated():
+    import pytest
+
+    from medseg.models import DEFAULT_MODEL, create_model, list_models
     from medseg.models.interactive import InteractiveModel
 
-    assert {"auto", "medseg-interactive", "litemedsam+interactive"} <= set(list_models())
-    m = create_model("auto", enlarge=2.0)
+    assert DEFAULT_MODEL == "medseg-interactive"
+    assert {"default", "medseg-interactive", "litemedsam+interactive"} <= set(list_models())
+    m = create_model("default", enlarge=2.0)
     assert isinstance(m, InteractiveModel) and m.config.enlarge == 2.0
+    with pytest.warns(DeprecationWarning, match="default"):
+        old = create_model("auto")
+    assert isinstance(old, InteractiveModel)
 
 
 def test_tta_averages_the_mirrored_prediction(monkeypatch):

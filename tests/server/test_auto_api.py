@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from medseg.automatic.segmenter import AutoSegmenter
 from medseg.errors import ModelError
 from medseg.io import save
 from medseg.io.image import Image
-from medseg.models.auto_model import AutoSegmenter
 from medseg.server.app import create_app
 from medseg.server.config import ServerConfig
 from medseg.server.encoding import rle_decode, rle_encode

@@ -16,6 +16,7 @@ from medseg.training.augment import (
     intensity_augment,
     spatial_augment,
 )
+from medseg.training.cache import CachedCase
 from medseg.training.data import (
     PatchSampler,
     crop_padded,
@@ -24,7 +25,6 @@ from medseg.training.data import (
     select_fold,
     spread_subset,
 )
-from medseg.training.preprocess import CachedCase
 
 NO_AUG = AugmentConfig(
     p_rotate=0, p_scale=0, p_mirror=0, p_noise=0, p_brightness=0, p_contrast=0, p_gamma=0

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
+from medseg.automatic.plan import PlanBudget, save_plan
 from medseg.data.nnunet import read_dataset
 from medseg.training.fingerprint import compute_fingerprint
-from medseg.training.plan import PlanBudget, plan_experiment, save_plan
+from medseg.training.planning import plan_experiment
 from medseg.training.synthetic import write_disk_dataset
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medseg.automatic.plan import PlanBudget, load_plan, save_plan
+from medseg.automatic.topology import estimate_cost, pool_and_conv
 from medseg.errors import InputError
 from medseg.training.fingerprint import CaseFingerprint, ChannelStats, Fingerprint
-from medseg.training.plan import PlanBudget, load_plan, plan_experiment, save_plan, target_spacing
-from medseg.training.topology import estimate_cost, pool_and_conv
+from medseg.training.planning import plan_experiment, target_spacing
 
 STATS = ChannelStats(
     mean=50.0,

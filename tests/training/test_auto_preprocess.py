@@ -8,22 +8,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.data.nnunet import read_dataset
-from medseg.errors import InputError
-from medseg.io.image import Image, LabelMap
-from medseg.training.fingerprint import compute_fingerprint, nonzero_bbox
-from medseg.training.plan import Normalization, PlanBudget, plan_experiment
-from medseg.training.preprocess import (
-    class_locations,
-    load_preprocessed,
+from medseg.automatic.plan import Normalization, PlanBudget
+from medseg.automatic.preprocess import (
+    nonzero_bbox,
     normalize,
-    plan_cache_key,
-    preprocess_dataset,
     preprocess_image,
     preprocess_label,
     resize,
     resize_argmax,
 )
+from medseg.data.nnunet import read_dataset
+from medseg.errors import InputError
+from medseg.io.image import Image, LabelMap
+from medseg.training.cache import (
+    class_locations,
+    load_preprocessed,
+    plan_cache_key,
+    preprocess_dataset,
+)
+from medseg.training.fingerprint import compute_fingerprint
+from medseg.training.planning import plan_experiment
 from medseg.training.synthetic import write_disk_dataset
 
 

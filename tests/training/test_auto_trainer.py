@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from medseg.automatic.plan import PlanBudget
 from medseg.data.nnunet import read_dataset
 from medseg.errors import InputError
+from medseg.training.cache import preprocess_dataset
 from medseg.training.fingerprint import compute_fingerprint
-from medseg.training.plan import PlanBudget, plan_experiment
-from medseg.training.preprocess import preprocess_dataset
+from medseg.training.planning import plan_experiment
 from medseg.training.synthetic import write_disk_dataset
 from medseg.training.trainer import TrainConfig, Trainer
 

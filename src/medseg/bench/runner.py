@@ -12,7 +12,6 @@ raised. Other errors mark the target as ``error`` with the message.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -108,10 +107,10 @@ class ModelState:
 
     @staticmethod
     def for_predictor(predictor: Any) -> ModelState:
-        """State whose ``scribbles_ok`` says whether ``predict`` takes ``scribbles=``."""
-        params = inspect.signature(predictor.predict).parameters.values()
-        ok = any(p.name == "scribbles" or p.kind is p.VAR_KEYWORD for p in params)
-        return ModelState(scribbles_ok=ok)
+        """State whose ``scribbles_ok`` says whether the model declares the ``scribbles``
+        prompt kind (``model.prompt_kinds``)."""
+        kinds = getattr(getattr(predictor, "model", None), "prompt_kinds", frozenset())
+        return ModelState(scribbles_ok="scribbles" in kinds)
 
 
 class UnsupportedProtocol(Exception):
@@ -189,7 +188,7 @@ def _score(pred: np.ndarray, gt: np.ndarray, spacing, protocol: Protocol) -> tup
 def _predict(predictor: Any, kwargs: dict, state: ModelState, protocol: Protocol) -> Any:
     kinds = _kinds(kwargs)
     if "scribbles" in kinds and not state.scribbles_ok:
-        raise UnsupportedProtocol("the model's predict() takes no scribbles= argument")
+        raise UnsupportedProtocol("the model does not declare the scribbles prompt kind")
     try:
         result = predictor.predict(**kwargs)
     except PromptError as exc:

@@ -1,5 +1,5 @@
 """Inference: the promptable ``Predictor`` (with 3D propagation) and, beside it, sliding-window
-inference for automatic models (``medseg.inference.sliding_window``).
+inference for automatic models (``medseg.automatic.model``).
 
 Imports are lazy so that importing one part does not load the others (or torch).
 """

@@ -35,8 +35,13 @@ def as_image(image: Image | np.ndarray) -> Image:
     raise InputError(f"expected (H, W), (H, W, 3) or (Z, Y, X) array, got shape {arr.shape}")
 
 
-def model_array(img: Image) -> np.ndarray:
-    """Spatial array with at most 3 colour channels last: ``S`` or ``(*S, 3)``."""
+def model_array(img: Image, *, first_channel: bool = False) -> np.ndarray:
+    """Spatial array with at most 3 colour channels last: ``S`` or ``(*S, 3)``.
+
+    Other channel counts (e.g. 2 or 5 MR sequences) raise ``InputError``, or with
+    ``first_channel=True`` give channel 0 (prompts on the image of an automatic model that
+    takes every channel).
+    """
     arr = img.array
     if not img.channels:
         return arr
@@ -45,6 +50,9 @@ def model_array(img: Image) -> np.ndarray:
         return arr[..., 0]
     if c in (3, 4):
         return arr[..., :3]
+    if first_channel:
+        log.info("prompts see channel 0 of the %d channels", c)
+        return arr[..., 0]
     raise InputError(f"cannot segment a {c}-channel image; pass one channel or RGB")
 
 

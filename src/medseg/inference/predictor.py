@@ -18,10 +18,13 @@ A :class:`medseg.io.Image` is used as it is; CT images get a CT window (``window
 ``soft_tissue`` by default), other modalities 0.5–99.5 percentile clipping, uint8 images
 division by 255 (the model's ``normalize``).
 
-With a ``medseg auto`` model folder as the model (``Predictor("runs/x")``), ``set_image``
-also runs the automatic model once, ``predict()`` without prompts returns the automatic
-mask of class ``label`` and prompts correct it (:mod:`medseg.models.auto_model`);
-``segment_all()`` gives the whole label map.
+An automatic model (a ``medseg auto`` model folder, :mod:`medseg.automatic.segmenter`) is
+something a Predictor is *given*: ``Predictor("runs/x")`` (the default promptable model plus
+that folder) or ``Predictor(model, auto="runs/x")``. ``set_image`` then runs it once (cached);
+``predict()`` without prompts returns the automatic mask of class ``label`` (default: the
+first foreground class); ``predict(..., label=K)`` with prompts corrects class K's automatic
+mask; prompts without ``label`` segment a new object as with any model. ``segment_all()``
+gives the whole label map.
 """
 
 from __future__ import annotations
@@ -34,14 +37,13 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import InputError, ModelError, PromptError
-from medseg.inference.auto import auto_prediction, corrected_volume
 from medseg.inference.cache import CacheInfo, EmbeddingCache, content_hash
+from medseg.inference.first_mask import auto_prediction, corrected_volume
 from medseg.inference.image_input import as_image, guess_modality, model_array
 from medseg.inference.prompt_input import BINARY_MASK_LOGIT, prompt_set
 from medseg.inference.propagation import PropagationConfig, propagate
 from medseg.inference.result import Prediction, label_map_from_logits
 from medseg.io.image import Image, LabelMap
-from medseg.models.auto_model import AutoThenRefine
 from medseg.models.base import PromptableModel
 from medseg.prompts.types import PromptSet, validate_box3d, validate_slice_index
 
@@ -55,14 +57,19 @@ class Predictor:
 
     Args:
         model: a registered model name (``medseg.list_models()``), the folder of a
-            ``medseg auto`` model (see the module docstring) or a model instance; default
-            ``"auto"``, the best model on held-out data for boxes, clicks and scribbles
-            (``medseg-interactive``, see docs/benchmarks.md).
+            ``medseg auto`` model (= the default model with ``auto`` set to that folder) or
+            a model instance; default ``"default"``, the registry's best model on held-out
+            data for boxes, clicks and scribbles (see docs/benchmarks.md).
+        auto: an automatic model (:class:`medseg.automatic.AutoSegmenter` or its folder)
+            giving first masks (see the module docstring).
         cache_size: number of slice embeddings kept (LRU; LiteMedSAM: 4 MiB each).
         window: CT window name or :class:`medseg.io.intensity.CTWindow` for CT images.
         propagation: 3D propagation rule parameters.
         progress: show a progress bar during 3D propagation (on a terminal).
-        **model_overrides: model options, e.g. ``backend="onnx"``, ``cache_dir=...``.
+        **model_overrides: model options, e.g. ``backend="onnx"``, ``cache_dir=...``; with
+            an automatic model, options named like
+            :class:`medseg.automatic.model.PredictConfig` fields (``folds``, ``tta``, ...)
+            configure it.
 
     A Predictor holds the current image and the embedding cache, so it is not thread-safe:
     use one per thread, or serialise ``set_image``/``predict`` pairs with a lock.
@@ -70,16 +77,19 @@ class Predictor:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | PromptableModel = "auto",
+        model: str | os.PathLike[str] | PromptableModel = "default",
         *,
+        auto: Any = None,
         cache_size: int = 32,
         window: Any = None,
         propagation: PropagationConfig | None = None,
         progress: bool = True,
         **model_overrides: Any,
     ) -> None:
+        from medseg.automatic.segmenter import resolve_auto
         from medseg.models.registry import create_model
 
+        model, self.auto, model_overrides = resolve_auto(model, auto, model_overrides)
         if isinstance(model, PromptableModel):
             if model_overrides:
                 raise ModelError("model options only apply when the model is given by name")
@@ -113,16 +123,16 @@ class Predictor:
         img = as_image(image)
         if modality is not None:
             img = img.with_array(img.array, modality=modality)
-        auto = isinstance(self.model, AutoThenRefine)
-        arr = self.model.prompt_array(img) if auto else model_array(img)
+        auto = self.auto
+        arr = model_array(img, first_channel=auto is not None)
         if arr.size == 0:
             raise InputError(f"image is empty: shape {arr.shape}")
         modality = guess_modality(img, arr)
         unit = self.model.normalize(arr, modality=modality, window=self.window)
         labels = None
-        if auto:  # before the state changes: a failing image leaves the previous one set
+        if auto is not None:  # before the state changes: a failing image keeps the previous
             key = content_hash(img.array, img.channels, img.spacing, img.origin, img.direction)
-            labels = self._cache.get_or_compute((key, "auto"), lambda: self.model.auto.segment(img))
+            labels = self._cache.get_or_compute((key, "auto"), lambda: auto.segment(img))
         self._key = content_hash(arr, modality, repr(self.window), self.model.name)
         self._image, self._unit, self._auto = img, unit, labels
         if img.ndim == 2:
@@ -146,13 +156,12 @@ class Predictor:
     def segment_all(self) -> LabelMap:
         """Auto models: the automatic label map of the current image (class names in
         ``label_names``), on the image's grid."""
-        if not isinstance(self.model, AutoThenRefine):
+        if self.auto is None or self._auto is None:
             raise ModelError(
                 f"segment_all() needs a medseg auto model (Predictor(MODEL_DIR)), not "
                 f"{self.model.name!r}"
             )
         self._require_image()
-        assert self._auto is not None
         return self._auto
 
     def cache_info(self) -> CacheInfo:
@@ -187,6 +196,7 @@ class Predictor:
         box3d: Any = None,
         scribbles: Any = None,
         label: int | None = None,
+        propagate: bool = True,
     ) -> Prediction:
         """Segment the object(s) the prompts point at; see :class:`Prediction` for shapes.
 
@@ -206,8 +216,11 @@ class Predictor:
                 a ``(2, H, W)`` mask pair, ``{"positive": mask, "negative": mask}`` or a
                 list of polylines ``{"points": [(x, y), ...], "label": 1}`` (see
                 :func:`medseg.prompts.scribbles.validate_scribbles`).
-            label: auto models only: the class (label value) to return without prompts or
-                to correct with them; default the first foreground class.
+            label: with an automatic model only: the class (label value) to return
+                without prompts (default the first foreground class) or to correct with
+                the prompts (seeded as ``mask_input`` unless one is given).
+            propagate: 3D: ``False`` segments the slice ``slice_index`` only and returns a
+                2D result (``(Y, X)`` mask) for it.
         """
         if self._image is None:
             raise PromptError("no image: call set_image(image) before predict()")
@@ -229,10 +242,12 @@ class Predictor:
         if multimask and self.model.num_multimask_outputs < 1:
             raise PromptError(f"model {self.model.name!r} has no multimask output")
         first = (box, boxes, points, point_labels, mask_input, scribbles)
-        if isinstance(self.model, AutoThenRefine):
+        if self.auto is not None and (label is not None or not kinds):
             return self._predict_auto(first, kinds, label, slice_index, box3d)
         if label is not None:
             raise PromptError("label= picks a class of a medseg auto model (Predictor(MODEL_DIR))")
+        if not kinds and point_labels is None:
+            raise PromptError("no prompt given: pass box=, points=, scribbles= or mask_input=")
         if self._image.ndim == 2:
             if slice_index is not None or box3d is not None:
                 raise PromptError("slice_index and box3d need a 3D image; this image is 2D")
@@ -240,7 +255,33 @@ class Predictor:
                 self._image.shape, box, boxes, points, point_labels, mask_input, None, scribbles
             )
             return self._predict_2d(prompts, multimask, stacked=boxes is not None)
+        if not propagate:
+            return self._predict_slice(first, slice_index, box3d)
         return self._predict_3d(first, slice_index, box3d)
+
+    def _predict_slice(self, first: tuple, slice_index: int | None, box3d: Any) -> Prediction:
+        """One object on slice ``slice_index`` of the volume only, as a 2D result."""
+        box, boxes, points, point_labels, mask_input, scribbles = first
+        if box3d is not None or boxes is not None:
+            raise PromptError("propagate=False takes one object's box/points/scribbles, not "
+                              "box3d= or boxes=")  # fmt: skip
+        image = self._require_image()
+        if slice_index is None:
+            raise PromptError("this image is 3D: give slice_index=z, the slice of the prompts")
+        z = validate_slice_index(slice_index, image.shape[0])
+        prompts = self._prompt_set(
+            image.shape[1:], box, None, points, point_labels, mask_input, z, scribbles
+        )
+        d = self.model.decode(self.embedding(z), prompts)
+        logits = d.logits[0, 0]
+        return Prediction(
+            mask=logits > 0,
+            logits=logits,
+            scores=np.asarray(d.scores[:, 0], np.float32),
+            labels=(logits > 0).astype(np.uint8),
+            image=image,
+            info={"model": self.model.name, "slice_index": z},
+        )
 
     def _predict_auto(
         self, first: tuple, kinds: set[str], label: int | None, z: int | None, box3d: Any
@@ -248,11 +289,13 @@ class Predictor:
         """The automatic mask of class ``label``, corrected by the prompts ``first`` (on
         slice ``z`` of a volume) with the mask as ``mask_input`` unless one is given."""
         box, boxes, points, point_labels, mask_input, scribbles = first
-        image, auto = self._require_image(), self._auto
-        assert isinstance(self.model, AutoThenRefine) and auto is not None
-        k = self.model.auto.check_label(label)
-        seed = auto.array == k
-        info = {"model": self.model.name, "label": k, "label_name": self.model.auto.label_names[k]}
+        image, labels, auto = self._require_image(), self._auto, self.auto
+        if labels is None or auto is None:
+            raise ModelError("no automatic mask: the Predictor has no automatic model")
+        k = auto.check_label(label)
+        seed = labels.array == k
+        info = {"model": f"{auto.name}+{self.model.name}", "label": k,
+                "label_name": auto.label_names[k]}  # fmt: skip
         if not kinds:
             return auto_prediction(seed, image, info)
         if boxes is not None or box3d is not None:

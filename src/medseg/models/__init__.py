@@ -10,9 +10,16 @@ True
 from __future__ import annotations
 
 from medseg.models.base import Decoded, PromptableModel
-from medseg.models.registry import create_model, is_model, list_models, register_model
+from medseg.models.registry import (
+    DEFAULT_MODEL,
+    create_model,
+    is_model,
+    list_models,
+    register_model,
+)
 
 __all__ = [
+    "DEFAULT_MODEL",
     "Decoded",
     "PromptableModel",
     "create_model",

@@ -52,6 +52,8 @@ from medseg.prompts.scribbles import validate_scribbles as scribble_masks
 from medseg.prompts.types import PromptSet
 
 __all__ = [
+    "WEIGHTS_FORMAT",
+    "read_weights",
     "ASSET_NAME",
     "InteractiveConfig",
     "InteractiveEmbedding",
@@ -74,10 +76,11 @@ class InteractiveConfig:
 
     Attributes:
         weights: weights file; None means the bundled ``medseg/assets`` file.
-        num_threads: torch CPU threads for the network, set only while it runs (the
-            process-wide setting is restored after); None leaves the default. Default 1:
-            the network is small, and with 2 threads on a busy 2-core machine a prediction
-            took 770 ms instead of 47 ms (measured, see docs/benchmarks.md).
+        num_threads: torch CPU threads, set once when the model is created (torch's
+            setting is process-wide, so it is never changed per call: a server shares one
+            model across request threads); None leaves torch's default. Default 1: the
+            network is small, and with 2 threads on a busy 2-core machine a prediction took
+            770 ms instead of 47 ms (measured, see docs/benchmarks.md).
         enlarge: window side / longest side of the prompts' extent.
         min_side: smallest window side (pixels) with a box or previous mask.
         click_min_side, click_min_fraction: smallest window side with clicks/scribbles
@@ -240,6 +243,28 @@ def _merged(logits: np.ndarray, obj: ObjectPrompts, cfg: InteractiveConfig) -> n
                          positive if cfg.monotone else None)  # fmt: skip
 
 
+#: Format tag of a ``medseg-interactive`` weights file (written by
+#: :mod:`medseg.training.interactive.trainer`).
+WEIGHTS_FORMAT = "medseg-interactive/1"
+
+
+def read_weights(path: str | Path, context: str = "") -> dict:
+    """The payload of a ``medseg-interactive`` weights file; ``InputError`` (prefixed with
+    ``context``) when it is missing, unreadable or not a weights file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{context}no weights file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file
+        raise InputError(f"{context}cannot read {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise InputError(f"{context}{path} is not a {WEIGHTS_FORMAT} weights file")
+    return payload
+
+
 class InteractiveModel(PromptableModel):
     """``medseg-interactive`` (see the module docstring)."""
 
@@ -253,10 +278,11 @@ class InteractiveModel(PromptableModel):
 
         self.config = config or InteractiveConfig()
         path = Path(self.config.weights) if self.config.weights else _asset_path()
-        if not path.is_file():
-            raise ModelError(f"medseg-interactive weights not found: {path}")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = read_weights(path)
+        except InputError as exc:
+            raise ModelError(f"medseg-interactive weights: {exc}") from exc
+        try:
             net_cfg = payload["net"]
             self.size = int(net_cfg["size"])
             self.net = build_network(net_cfg["channels"], net_cfg["res_units"])
@@ -267,6 +293,8 @@ class InteractiveModel(PromptableModel):
         self.net.eval()
         self.weights_path = str(path)
         self.iterations = int(payload.get("iterations", 0))
+        if self.config.num_threads and torch.get_num_threads() != int(self.config.num_threads):
+            torch.set_num_threads(int(self.config.num_threads))
 
     def encode(self, image: np.ndarray) -> InteractiveEmbedding:
         """Store a normalised ``(H, W)`` or ``(H, W, 3)`` image as ``(H, W, 3)`` float32."""
@@ -317,18 +345,12 @@ class InteractiveModel(PromptableModel):
 
         inputs = [self.object_input(emb, o) for o in objects]
         x = torch.from_numpy(np.stack([i[0] for i in inputs]))
-        before = torch.get_num_threads()
-        try:
-            if self.config.num_threads:
-                torch.set_num_threads(int(self.config.num_threads))
-            with torch.inference_mode():
-                if self.config.tta:  # every input channel is a spatial map: mirror them all
-                    both = self.net(torch.cat([x, x.flip(-1)]))[:, 0]
-                    out = ((both[: len(x)] + both[len(x) :].flip(-1)) / 2).numpy()
-                else:
-                    out = self.net(x)[:, 0].numpy()
-        finally:
-            torch.set_num_threads(before)
+        with torch.inference_mode():
+            if self.config.tta:  # every input channel is a spatial map: mirror them all
+                both = self.net(torch.cat([x, x.flip(-1)]))[:, 0]
+                out = ((both[: len(x)] + both[len(x) :].flip(-1)) / 2).numpy()
+            else:
+                out = self.net(x)[:, 0].numpy()
         logits = np.stack([paste_back(o, w, emb.shape, OUTSIDE_LOGIT)
                            for o, (_, w) in zip(out, inputs, strict=True)])  # fmt: skip
         prob = 1.0 / (1.0 + np.exp(-np.clip(out, -30, 30)))

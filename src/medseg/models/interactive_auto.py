@@ -4,8 +4,8 @@ The first mask of a box comes from LiteMedSAM (strong on compact organs from a b
 prediction with clicks, scribbles or a previous mask goes to ``medseg-interactive``, which
 takes the earlier mask (LiteMedSAM's or its own) as ``mask_input`` and corrects it.
 Registered as ``litemedsam+interactive``. Measured on held-out data (docs/benchmarks.md) it
-did not beat ``medseg-interactive`` alone, so ``auto`` (also registered here) is
-``medseg-interactive``.
+did not beat ``medseg-interactive`` alone (the registry's ``default`` is chosen in
+:mod:`medseg.models.registry`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from medseg.models.base import Decoded, PromptableModel
 from medseg.models.registry import register_model
 from medseg.prompts.types import PromptSet
 
-__all__ = ["BoxThenRefine", "BoxThenRefineEmbedding", "box_then_refine", "auto"]
+__all__ = ["BoxThenRefine", "BoxThenRefineEmbedding", "box_then_refine"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,17 +85,3 @@ def box_then_refine(**overrides: Any) -> BoxThenRefine:
     first = create_model("litemedsam", **dict(overrides.get("litemedsam") or {}))
     refine = create_model("medseg-interactive", **dict(overrides.get("interactive") or {}))
     return BoxThenRefine(first, refine)
-
-
-@register_model("auto")
-def auto(**overrides: Any) -> PromptableModel:
-    """The best measured interactive model: ``medseg-interactive``.
-
-    Measured on the held-out cases (docs/benchmarks.md, "Interactive model"), medseg-
-    interactive alone beat both LiteMedSAM and ``litemedsam+interactive`` at every step of
-    box + 5 clicks (first box 0.759 vs 0.617 mean Dice, after 5 clicks 0.834 vs 0.282 and
-    0.828). Options are medseg-interactive's.
-    """
-    from medseg.models.interactive import medseg_interactive
-
-    return medseg_interactive(**overrides)

@@ -9,9 +9,9 @@ A model is registered by decorating a factory ``fn(**overrides) -> PromptableMod
 Built-in models live in modules listed in ``_BUILTIN_MODULES``; they are imported on the
 first registry look-up (cheap: they import torch only when a model is created).
 
-A name that is not registered but is a path (``runs/x``, ``./model``, an existing folder) is
-the folder of a trained ``medseg auto`` model: :func:`create_model` loads it as an automatic
-first mask corrected by ``medseg-interactive`` (:mod:`medseg.models.auto_model`).
+``"default"`` names the best registered model on held-out data (an alias registered by the
+module that defines it). Trained ``medseg auto`` model folders are not registry models: they
+are automatic models given to :class:`medseg.Predictor` (:mod:`medseg.automatic`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,20 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from medseg.errors import ModelError
 
-__all__ = ["register_model", "create_model", "list_models", "is_model", "build_config"]
+__all__ = [
+    "register_model",
+    "create_model",
+    "list_models",
+    "is_model",
+    "build_config",
+    "DEFAULT_MODEL",
+]
 
 Factory = Callable[..., Any]
 F = TypeVar("F", bound=Factory)
@@ -33,6 +41,10 @@ T = TypeVar("T")
 # Name -> factory. The registry is process-wide by design (like timm's): registering is
 # the extension point for new models; nothing else is stored here.
 _REGISTRY: dict[str, Factory] = {}
+#: What ``"default"`` (``Predictor()``, ``medseg segment``, ``medseg serve``) resolves to: the
+#: best model on held-out data for boxes, clicks and scribbles (docs/benchmarks.md).
+DEFAULT_MODEL = "medseg-interactive"
+_ALIASES = ("default",)
 _BUILTIN_MODULES = (
     "medseg.models.litemedsam",
     "medseg.models.interactive",
@@ -49,6 +61,8 @@ def register_model(name: str) -> Callable[[F], F]:
     """Decorator registering ``factory`` under ``name`` (lower-case, unique)."""
     if not name or name != name.lower() or " " in name:
         raise ModelError(f"model names must be non-empty, lower-case, without spaces: {name!r}")
+    if name in (*_ALIASES, "auto"):
+        raise ModelError(f"{name!r} is an alias of the registry, not a model name")
 
     def decorator(factory: F) -> F:
         existing = _REGISTRY.get(name)
@@ -66,9 +80,9 @@ def register_model(name: str) -> Callable[[F], F]:
 
 
 def list_models() -> list[str]:
-    """Sorted names of every registered model."""
+    """Sorted names of every registered model (with the ``default`` alias)."""
     _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted([*_REGISTRY, *_ALIASES])
 
 
 def is_model(name: str) -> bool:
@@ -76,26 +90,31 @@ def is_model(name: str) -> bool:
     return name in list_models()
 
 
-def create_model(name: str | os.PathLike[str], **overrides: Any) -> Any:
+def create_model(name: str, **overrides: Any) -> Any:
     """Build the model registered as ``name``; ``overrides`` replace config defaults.
 
-    ``name`` may also be the folder of a ``medseg auto`` model (see the module docstring;
-    options: :func:`medseg.models.auto_model.load_auto_model`). Raises ``ModelError`` for an
-    unknown name (listing the available ones), an unusable model folder or an unknown
-    override.
+    ``"default"`` is the best registered model on held-out data (``DEFAULT_MODEL``); the
+    old alias ``"auto"`` still works for one release, with a deprecation warning. Raises
+    ``ModelError`` for an unknown name (listing the available ones) or an unknown override.
+    A ``medseg auto`` model folder is not a promptable model: give it to
+    :class:`medseg.Predictor` (``Predictor(MODEL_DIR)`` or ``auto=MODEL_DIR``).
     """
-    from medseg.models.auto_model import load_auto_model, model_folder
-
     available = list_models()
     key = os.fspath(name)
+    if key == "auto":
+        warnings.warn(
+            'model name "auto" is deprecated: use "default" (the same model)',
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        key = "default"
+    if key == "default":
+        key = DEFAULT_MODEL
     if key in _REGISTRY and not isinstance(name, os.PathLike):
         return _REGISTRY[key](**overrides)
-    folder = model_folder(name)
-    if folder is not None:
-        return load_auto_model(folder, **overrides)
     raise ModelError(
         f"unknown model {key!r}; available models: {', '.join(available)}, or the folder of "
-        "a medseg auto model (with plans.json)"
+        "a medseg auto model (with plans.json) given to medseg.Predictor"
     )
 
 

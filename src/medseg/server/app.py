@@ -56,18 +56,32 @@ prints) unless the server runs with `--no-auth`. Images are addressed by ids fro
 _BODY_OVERHEAD = 16 * MiB
 
 
+def _model_and_auto_dir(config: ServerConfig) -> tuple[str, Any]:
+    """(promptable model name, automatic model folder or None): a ``medseg auto`` folder
+    given as ``model`` is the automatic model, with the default promptable model."""
+    from medseg.automatic.segmenter import model_folder
+    from medseg.models.registry import is_model
+
+    folder = None if is_model(config.model) else model_folder(config.model)
+    if folder is None:
+        return config.model, config.auto_model
+    return "default", config.auto_model or folder
+
+
 def load_model(config: ServerConfig) -> Any:
-    """Create the configured model (``config.model`` with ``config.model_options``)."""
+    """Create the promptable model (``config.model`` with ``config.model_options``)."""
     from medseg.models.registry import create_model
 
-    return create_model(config.model, **dict(config.model_options))
+    return create_model(_model_and_auto_dir(config)[0], **dict(config.model_options))
 
 
 def load_auto_model(config: ServerConfig) -> Any:
-    """The :class:`~medseg.models.auto_model.AutoSegmenter` of ``config.auto_model``."""
-    from medseg.models.auto_model import AutoSegmenter
+    """The :class:`~medseg.automatic.segmenter.AutoSegmenter` of ``config.auto_model`` (or
+    of a model folder given as ``config.model``) with ``config.auto_options``; None without."""
+    from medseg.automatic.segmenter import load_auto_model as load
 
-    return AutoSegmenter(config.auto_model)
+    folder = _model_and_auto_dir(config)[1]
+    return None if folder is None else load(folder, **dict(config.auto_options))
 
 
 def _error(status: int) -> Any:
@@ -129,7 +143,7 @@ def create_app(config: ServerConfig, *, model: Any = None, auto_model: Any = Non
             (read it from ``app.state.medseg.token``).
         model: a model instance to use instead of loading ``config.model`` at start-up
             (lets tests and benchmarks share one model between apps).
-        auto_model: an :class:`~medseg.models.auto_model.AutoSegmenter` to use instead of
+        auto_model: an :class:`~medseg.automatic.segmenter.AutoSegmenter` to use instead of
             loading ``config.auto_model``.
     """
     token = (config.token or new_token()) if config.auth else None
@@ -141,7 +155,7 @@ def create_app(config: ServerConfig, *, model: Any = None, auto_model: Any = Non
         labels=LabelStore(datastore),
         sessions=SessionManager(config.max_sessions),
     )
-    if auto_model is None and config.auto_model is not None:
+    if auto_model is None:
         auto_model = load_auto_model(config)
     state.auto = auto_model
     if model is not None:

@@ -49,6 +49,8 @@ class ServerConfig:
         model_options: model overrides, e.g. ``(("backend", "torch"),)``.
         auto_model: a ``medseg auto`` model folder for ``POST /api/sessions/{id}/auto``
             (the browser app's Auto button: per-class first masks); None: no Auto.
+        auto_options: options of the automatic model (``PredictConfig`` fields: ``folds``,
+            ``checkpoint``, ``tta``, ``postprocess``, ...), as for ``medseg auto predict``.
         auth: require the access token on every API request.
         token: the access token; None makes :func:`medseg.server.app.create_app` generate one.
         max_upload_bytes: largest accepted upload (all files of one upload together).
@@ -66,9 +68,10 @@ class ServerConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
-    model: str = "auto"
+    model: str = "default"
     model_options: tuple[tuple[str, Any], ...] = ()
     auto_model: Path | None = None
+    auto_options: tuple[tuple[str, Any], ...] = ()
     auth: bool = True
     token: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 512 * MiB

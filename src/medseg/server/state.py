@@ -38,7 +38,8 @@ _AUTO_KEPT = 4  # automatic label maps kept (LRU, one per image)
 @dataclass(eq=False)
 class ServerState:
     """The datastore, label store, sessions, model and predictor pool of one app; ``auto``
-    is the optional automatic model (:class:`medseg.models.auto_model.AutoSegmenter`)."""
+    is the optional automatic model (:class:`medseg.automatic.segmenter.AutoSegmenter`,
+    the same one a :class:`medseg.Predictor` is given)."""
 
     config: ServerConfig
     token: str | None
@@ -55,13 +56,7 @@ class ServerState:
     _auto_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attach_model(self, model: Any) -> None:
-        """Use ``model`` for prompts; a ``medseg auto`` model (``--model MODEL_DIR``) gives
-        its automatic part to the Auto endpoint and its refine model to the prompts."""
-        from medseg.models.auto_model import AutoThenRefine
-
-        if isinstance(model, AutoThenRefine):
-            self.auto = self.auto or model.auto
-            model = model.refine
+        """Use the promptable ``model`` for prompts (the automatic model is ``auto``)."""
         self.model = model
         self.pool = PredictorPool(model, self.config.max_predictors, self.config.slice_cache)
 

@@ -7,8 +7,9 @@ Modules: ``fingerprint``, ``plan``, ``preprocess``, ``data`` (splits, patch samp
 are imported where used.
 """
 
+from medseg.automatic.plan import Plan, PlanBudget, load_plan, save_plan
 from medseg.training.fingerprint import Fingerprint, compute_fingerprint
-from medseg.training.plan import Plan, PlanBudget, load_plan, plan_experiment, save_plan
+from medseg.training.planning import plan_experiment
 
 __all__ = [
     "Fingerprint",

@@ -17,7 +17,7 @@ import numpy as np
 
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
-from medseg.training.preprocess import CachedCase
+from medseg.training.cache import CachedCase
 
 __all__ = [
     "make_splits",

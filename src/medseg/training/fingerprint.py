@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg.automatic.preprocess import nonzero_bbox
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 
@@ -23,7 +24,6 @@ __all__ = [
     "CaseFingerprint",
     "Fingerprint",
     "compute_fingerprint",
-    "nonzero_bbox",
     "save_fingerprint",
     "load_fingerprint",
 ]
@@ -119,26 +119,6 @@ class Fingerprint:
             cases=cases,
             channel_stats=tuple(ChannelStats(**s) for s in data["channel_stats"]),
         )
-
-
-def nonzero_bbox(array: np.ndarray) -> tuple[slice, ...]:
-    """Bounding box of voxels where any channel is non-zero.
-
-    Args:
-        array: channel-last image ``(*spatial, C)``.
-
-    Returns:
-        One slice per spatial axis; the whole extent when the image is all zero.
-    """
-    mask = np.any(array != 0, axis=-1)
-    if not mask.any():
-        return tuple(slice(0, s) for s in mask.shape)
-    out = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        out.append(slice(int(idx[0]), int(idx[-1]) + 1))
-    return tuple(out)
 
 
 def _stats(values: np.ndarray) -> ChannelStats:

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from medseg.automatic.plan import Plan, PlanBudget
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 from medseg.training.ddp import DistInfo, barrier
-from medseg.training.plan import Plan, PlanBudget
 
 __all__ = ["plan_dataset", "ensure_plan", "train_fold", "validate_fold", "fold_name"]
 
@@ -37,9 +37,10 @@ def fold_name(fold: int | str) -> str:
 
 def plan_dataset(data_dir: str | Path, model_dir: str | Path, budget: PlanBudget) -> Plan:
     """Fingerprint the dataset and write ``fingerprint.json`` and ``plans.json``."""
+    from medseg.automatic.plan import save_plan
     from medseg.data.nnunet import read_dataset
     from medseg.training.fingerprint import compute_fingerprint, save_fingerprint
-    from medseg.training.plan import plan_experiment, save_plan
+    from medseg.training.planning import plan_experiment
 
     ds = read_dataset(data_dir)
     if ds.problems:
@@ -59,7 +60,7 @@ def plan_dataset(data_dir: str | Path, model_dir: str | Path, budget: PlanBudget
 
 def ensure_plan(data_dir: str | Path, model_dir: str | Path, budget: PlanBudget) -> Plan:
     """The existing ``plans.json`` of ``model_dir``, or a new plan."""
-    from medseg.training.plan import load_plan
+    from medseg.automatic.plan import load_plan
 
     path = Path(model_dir) / "plans.json"
     return load_plan(path) if path.is_file() else plan_dataset(data_dir, model_dir, budget)
@@ -75,10 +76,10 @@ def train_fold(
     dist: DistInfo | None = None,
 ) -> Any:
     """Preprocess (rank 0, cached) and train one fold; returns the ``TrainResult``."""
+    from medseg.automatic.plan import load_plan
     from medseg.data.nnunet import read_dataset
+    from medseg.training.cache import preprocess_dataset
     from medseg.training.data import load_or_make_splits, select_fold
-    from medseg.training.plan import load_plan
-    from medseg.training.preprocess import preprocess_dataset
     from medseg.training.trainer import Trainer
 
     dist = dist or DistInfo()
@@ -147,8 +148,8 @@ def _predict_cases(ds: Any, model: Any, val_ids: list[str], out: Path) -> dict[s
 
 
 def _score(res: dict[str, Any], val_ids: list[str], plan: Plan, largest: list[int]) -> tuple:
+    from medseg.automatic.postprocess import keep_largest_component
     from medseg.metrics import MetricAccumulator, evaluate_case
-    from medseg.training.postprocess import keep_largest_component
 
     values = [v for v in plan.label_values if v]
     acc, rows = MetricAccumulator(), []
@@ -181,10 +182,10 @@ def validate_fold(
     to ``report/`` and returns metrics *after* the chosen post-processing
     (``medseg.metrics``: Dice, HD95, NSD per class).
     """
+    from medseg.automatic.model import AutoModel, PredictConfig
     from medseg.data.nnunet import read_dataset
-    from medseg.inference.sliding_window import AutoModel, PredictConfig
     from medseg.training.data import load_or_make_splits, select_fold
-    from medseg.training.postprocess import decide_postprocessing, save_postprocessing
+    from medseg.training.postprocessing import decide_postprocessing, save_postprocessing
 
     model_dir = Path(model_dir)
     ds = read_dataset(data_dir)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from medseg.automatic.plan import Plan, PlanBudget
 from medseg.errors import InputError
-from medseg.training.plan import Plan, PlanBudget
 
 __all__ = ["RunOptions", "run_auto", "estimate_inference_s"]
 
@@ -65,7 +65,7 @@ def estimate_inference_s(plan: Plan, resampled_shapes: list[tuple[int, ...]], tt
 
 
 def _val_shapes(model_dir: Path, plan: Plan, val_ids: list[str]) -> list[tuple[int, ...]]:
-    from medseg.training.preprocess import load_preprocessed
+    from medseg.training.cache import load_preprocessed
 
     return [tuple(load_preprocessed(model_dir / "preprocessed", c).seg.shape) for c in val_ids]
 
@@ -93,10 +93,10 @@ def _train_config(opts: RunOptions, train_budget: float | None) -> Any:
 
 def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any]:
     """Check, plan (or reuse the plan), preprocess and split; timed."""
+    from medseg.automatic.network import measure_flops_per_second
+    from medseg.training.cache import preprocess_dataset
     from medseg.training.data import load_or_make_splits, select_fold, spread_subset
-    from medseg.training.network import measure_flops_per_second
     from medseg.training.pipeline import ensure_plan
-    from medseg.training.preprocess import preprocess_dataset
 
     ds, issues = _check(data_dir)
     budget = PlanBudget(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.automatic.plan import Plan
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 from medseg.training.augment import (
@@ -30,10 +31,9 @@ from medseg.training.augment import (
     intensity_augment,
     spatial_augment,
 )
+from medseg.training.cache import load_preprocessed
 from medseg.training.data import PatchSampler
 from medseg.training.ddp import DistInfo, all_reduce_sum, broadcast_object
-from medseg.training.plan import Plan
-from medseg.training.preprocess import load_preprocessed
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer"]
 
@@ -103,7 +103,7 @@ class Trainer:
     ) -> None:
         from monai.losses import DeepSupervisionLoss, DiceCELoss
 
-        from medseg.training.network import build_network
+        from medseg.automatic.network import build_network
 
         self.plan, self.cfg, self.dist = plan, config, dist or DistInfo()
         self.out = Path(out_dir)

@@ -11,6 +11,7 @@ import logging
 import re
 from pathlib import Path
 
+from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
 from medseg.errors import InputError
 
 NAME = "auto"
@@ -100,11 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path)
     p.add_argument("input", type=Path)
     p.add_argument("out", type=Path, help="output folder (files named by case id)")
-    p.add_argument("--folds", nargs="+", help="folds to ensemble (default: all trained)")
-    p.add_argument("--checkpoint", choices=("final", "best", "latest"), default="final")
-    p.add_argument("--tta", action="store_true", help="average over mirrored inputs")
-    p.add_argument("--postprocess", choices=("auto", "on", "off"), default="auto")
-    p.add_argument("--overlap", type=float, default=0.5)
+    add_auto_predict_options(p)
     p.add_argument("--num-parts", type=int, default=1)
     p.add_argument("--part-id", type=int, default=0)
     _common(p)
@@ -161,8 +158,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _budget(args: argparse.Namespace, seconds: float) -> object:
-    from medseg.training.network import measure_flops_per_second
-    from medseg.training.plan import PlanBudget
+    from medseg.automatic.network import measure_flops_per_second
+    from medseg.automatic.plan import PlanBudget
 
     return PlanBudget(
         time_budget_s=seconds,
@@ -218,15 +215,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from medseg.inference.sliding_window import AutoModel, PredictConfig, predict_folder
+    from medseg.automatic.model import AutoModel, PredictConfig
+    from medseg.automatic.predict import predict_folder
 
-    cfg = PredictConfig(
-        folds=tuple(args.folds) if args.folds else None,
-        checkpoint=args.checkpoint,
-        tta=args.tta,
-        overlap=args.overlap,
-        postprocess=args.postprocess,
-    )
+    cfg = PredictConfig(**auto_predict_options(args))
     written = predict_folder(
         AutoModel(args.model, cfg),
         args.input,

@@ -25,6 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
 from medseg.errors import InputError, PromptError
 
 NAME = "segment"
@@ -113,9 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        default="auto",
-        help="model name (default auto = medseg-interactive) or a medseg auto model folder "
-        "(automatic segmentation; prompts then correct it)",
+        default="default",
+        help="promptable model name (default: the best one on held-out data; see docs/models.md)"
+        " or a medseg auto model folder (automatic segmentation; prompts then correct it)",
     )
     parser.add_argument(
         "--label",
@@ -155,6 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("auto", "torch", "onnx"), help="image encoder runtime"
     )
     parser.add_argument("--cache-dir", type=Path, help="folder for the ONNX export cache")
+    add_auto_predict_options(parser)
 
 
 def _prompts(args: argparse.Namespace, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -201,7 +203,7 @@ def _has_prompt(kw: dict[str, Any]) -> bool:
 def _is_auto_model(name: str) -> bool:
     """True when ``--model`` names a model folder (a medseg auto model) rather than a
     registered model."""
-    from medseg.models.auto_model import model_folder
+    from medseg.automatic.segmenter import model_folder
     from medseg.models.registry import is_model
 
     return not is_model(name) and model_folder(name) is not None
@@ -251,9 +253,10 @@ def _segment_auto(
 
     from medseg.io.image import LabelMap
 
-    auto = predictor.model.auto
-    if _has_prompt(kw):
-        result = predictor.predict(label=args.label, **kw)
+    auto = predictor.auto
+    if _has_prompt(kw):  # the CLI's default class: the model's first foreground class
+        label = auto.default_label if args.label is None else args.label
+        result = predictor.predict(label=label, **kw)
         k, z = result.info["label"], result.info.get("start_slice")
         arr = np.where(result.mask, k, 0).astype(np.uint16 if k > 255 else np.uint8)
         labels = LabelMap.like(image, arr, label_names={k: auto.label_names[k]})
@@ -296,7 +299,6 @@ def _save_overlay(
 def run(args: argparse.Namespace) -> int:
     import medseg.io as mio
     from medseg.inference.predictor import Predictor
-    from medseg.models.auto_model import AutoThenRefine
 
     image = mio.load(args.image, irregular="mean" if args.allow_irregular_slices else "error")
     kw = _prompts(args, tuple(image.shape))
@@ -314,9 +316,11 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("backend", args.backend), ("cache_dir", args.cache_dir)) if v}
     if "cache_dir" in overrides:
         overrides["cache_dir"] = str(overrides["cache_dir"])
+    if auto:
+        overrides |= auto_predict_options(args)
     predictor = Predictor(args.model, window=args.window, **overrides)
     predictor.set_image(image, modality=args.modality)
-    if isinstance(predictor.model, AutoThenRefine):
+    if predictor.auto is not None:
         labels, z = _segment_auto(args, predictor, kw, image)
     else:
         labels, z = _segment_prompted(predictor, kw, image)

@@ -8,6 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
+from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
+
 NAME = "serve"
 HELP = "annotation web app + REST API for interactive segmentation of a folder of images"
 
@@ -25,8 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
     parser.add_argument(
-        "--model", default="auto", help="model name (default auto = medseg-interactive)"
-    )
+        "--model", default="default",
+        help="promptable model name (default: the best one, see medseg --help models) or a "
+        "'medseg auto' model folder (= --auto-model FOLDER with the default model)",
+    )  # fmt: skip
     parser.add_argument(
         "--backend", choices=("auto", "torch", "onnx"), default=None,
         help="image-encoder runtime of the model (default: the model's own choice)",
@@ -51,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a 'medseg auto' model folder: the app's Auto button fills labels with its "
         "automatic masks, which the prompts then correct",
     )  # fmt: skip
+    add_auto_predict_options(parser)
     parser.add_argument("--open", action="store_true", help="open the app in a web browser")
 
 
@@ -76,6 +81,7 @@ def _config(args: argparse.Namespace) -> object:
         max_upload_bytes=args.max_upload_mb * MiB,
         cors_origins=tuple(args.cors_origin),
         auto_model=args.auto_model,
+        auto_options=tuple(auto_predict_options(args).items()),
     )
 
 

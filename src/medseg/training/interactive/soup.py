@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medseg.errors import InputError
-from medseg.training.interactive.trainer import WEIGHTS_FORMAT, read_weights
+from medseg.models.interactive import WEIGHTS_FORMAT, read_weights
 
 __all__ = ["average_weights"]
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import InputError
+from medseg.models.interactive import WEIGHTS_FORMAT, read_weights
 
 __all__ = [
     "InteractiveTrainConfig",
@@ -35,13 +36,9 @@ __all__ = [
     "train",
     "save_weights",
     "lr_factor",
-    "WEIGHTS_FORMAT",
-    "read_weights",
 ]
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FORMAT = "medseg-interactive/1"
 
 
 @dataclass(frozen=True)
@@ -235,23 +232,6 @@ def _load_checkpoint(net, opt, rng, cfg) -> TrainState:
     state = TrainState(**ckpt["state"])
     log.info("resumed from %s at iteration %d", path, state.iteration)
     return state
-
-
-def read_weights(path: str | Path, context: str = "") -> dict:
-    """The payload of a ``medseg-interactive`` weights file; ``InputError`` (prefixed with
-    ``context``) when it is missing, unreadable or not a weights file."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{context}no weights file at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt file
-        raise InputError(f"{context}cannot read {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise InputError(f"{context}{path} is not a {WEIGHTS_FORMAT} weights file")
-    return payload
 
 
 def _load_init(net, cfg) -> TrainState:

@@ -1,21 +1,12 @@
-"""A trained ``medseg auto`` model as the automatic first mask of promptable segmentation.
+"""A trained ``medseg auto`` model folder as the source of automatic masks.
 
 A model folder written by ``medseg auto train`` / ``medseg auto run`` (``plans.json``,
-``fold_*/checkpoint_final.pt``, the class names of ``dataset.json`` in the plan) is a model
-"name" for :func:`medseg.models.create_model`, so ``medseg.Predictor(MODEL_DIR)``,
-``medseg segment --model MODEL_DIR`` and ``medseg serve --model MODEL_DIR`` accept it. It
-becomes an :class:`AutoThenRefine`:
-
-1. :meth:`medseg.Predictor.set_image` runs the automatic model once on the whole image
-   (sliding window, :class:`medseg.inference.sliding_window.AutoModel`) and caches its label
-   map (``Predictor.segment_all()``);
-2. ``predict()`` without prompts returns the automatic mask of one class: ``label=K``, by
-   default the first foreground class (the lowest non-zero label value);
-3. ``predict()`` with prompts gives that mask to ``medseg-interactive`` as ``mask_input``
-   (unless one is passed), which applies the corrections. On a volume the prompts correct
-   their slice (``slice_index``); the other slices keep the automatic mask.
-
-:class:`AutoSegmenter` is the automatic part alone (used by the web app's "Auto" button).
+``fold_*/checkpoint_final.pt``, the class names of ``dataset.json`` in the plan) loads as an
+:class:`AutoSegmenter`: ``segment(image)`` gives the label map on the image's grid. A
+:class:`medseg.Predictor` is *given* one (``Predictor(MODEL_DIR)`` or
+``Predictor(model, auto=MODEL_DIR)``) and uses it as the first mask that prompts correct;
+``medseg segment --model MODEL_DIR``, ``medseg serve --model/--auto-model MODEL_DIR`` and the
+web app's "Auto" button go through the same Predictor.
 """
 
 from __future__ import annotations
@@ -30,18 +21,9 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import InputError, ModelError, PromptError
-from medseg.inference.image_input import model_array
 from medseg.io.image import Image, LabelMap
-from medseg.models.base import Decoded, PromptableModel
-from medseg.prompts.types import PromptSet
 
-__all__ = [
-    "AutoSegmenter",
-    "AutoThenRefine",
-    "model_folder",
-    "check_model_dir",
-    "load_auto_model",
-]
+__all__ = ["AutoSegmenter", "model_folder", "check_model_dir", "load_auto_model"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +62,7 @@ class AutoSegmenter:
     Args:
         model_dir: folder with ``plans.json`` and ``fold_*/checkpoint_<checkpoint>.pt``.
         config: folds, checkpoint, mirroring, post-processing
-            (:class:`medseg.inference.sliding_window.PredictConfig`).
+            (:class:`medseg.automatic.model.PredictConfig`).
 
     Attributes:
         label_names: foreground label value -> class name (from ``dataset.json``).
@@ -88,7 +70,7 @@ class AutoSegmenter:
     """
 
     def __init__(self, model_dir: str | Path, config: Any = None) -> None:
-        from medseg.inference.sliding_window import AutoModel
+        from medseg.automatic.model import AutoModel
 
         self.dir = check_model_dir(model_dir)
         try:
@@ -147,65 +129,45 @@ class AutoSegmenter:
         }
 
 
-class AutoThenRefine(PromptableModel):
-    """The automatic model's mask first, then ``medseg-interactive`` for corrections.
-
-    ``encode``/``decode`` are the refine model's (the :class:`medseg.Predictor` runs
-    :attr:`auto` once per image, see the module docstring).
-    """
-
-    name = "medseg-auto+interactive"
-    prompt_kinds = frozenset({"box", "points", "mask", "scribbles"})
-    refines_previous_mask = True
-    num_multimask_outputs = 0
-
-    def __init__(self, auto: AutoSegmenter, refine: PromptableModel) -> None:
-        missing = self.prompt_kinds - set(refine.prompt_kinds)
-        if missing:
-            raise ModelError(f"{refine.name} cannot refine masks: it lacks {sorted(missing)}")
-        self.auto = auto
-        self.refine = refine
-
-    def normalize(self, array: np.ndarray, *, modality: str = "unknown", window: Any = None):
-        """The refine model's normalisation (the automatic model normalises as in training)."""
-        return self.refine.normalize(array, modality=modality, window=window)
-
-    def encode(self, image: np.ndarray) -> Any:
-        return self.refine.encode(image)
-
-    def decode(self, embedding: Any, prompts: PromptSet, *, multimask: bool = False) -> Decoded:
-        return self.refine.decode(embedding, prompts, multimask=multimask)
-
-    @staticmethod
-    def prompt_array(image: Image) -> np.ndarray:
-        """What the refine model sees: gray or RGB; the first channel of other multi-channel
-        images (e.g. 4 MR sequences, which the automatic model gets in full)."""
-        if image.channels and image.array.shape[-1] not in (1, 3, 4):
-            log.info("corrections see channel 0 of the %d channels", image.array.shape[-1])
-            return image.array[..., 0]
-        return model_array(image)
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "auto": self.auto.info(), "refine": self.refine.config_dict()}
-
-
-def load_auto_model(
-    model_dir: str | Path, *, interactive: dict[str, Any] | None = None, **options: Any
-) -> AutoThenRefine:
-    """:class:`AutoThenRefine` for a model folder.
-
-    Options named like :class:`~medseg.inference.sliding_window.PredictConfig` fields
-    (``folds``, ``checkpoint``, ``tta``, ``overlap``, ``sw_batch_size``, ``postprocess``,
-    ``device``) configure the automatic model; the others (e.g. ``num_threads``) and
-    ``interactive={...}`` are ``medseg-interactive`` options.
-    """
-    from medseg.inference.sliding_window import PredictConfig
-    from medseg.models.registry import create_model
+def load_auto_model(model_dir: str | Path, **options: Any) -> AutoSegmenter:
+    """:class:`AutoSegmenter` for a model folder; ``options`` are
+    :class:`~medseg.automatic.model.PredictConfig` fields (``folds``, ``checkpoint``, ``tta``,
+    ``overlap``, ``sw_batch_size``, ``postprocess``, ``device``)."""
+    from medseg.automatic.model import PredictConfig
 
     fields = {f.name for f in dataclasses.fields(PredictConfig)}
-    predict = {k: v for k, v in options.items() if k in fields}
-    refine = {k: v for k, v in options.items() if k not in fields} | dict(interactive or {})
-    if predict.get("folds") is not None:
-        predict["folds"] = tuple(str(f) for f in predict["folds"])
-    auto = AutoSegmenter(model_dir, PredictConfig(**predict))
-    return AutoThenRefine(auto, create_model("medseg-interactive", **refine))
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ModelError(f"unknown auto model option(s) {unknown}; valid options: {sorted(fields)}")
+    if options.get("folds") is not None:
+        options["folds"] = tuple(str(f) for f in options["folds"])
+    return AutoSegmenter(model_dir, PredictConfig(**options))
+
+
+def resolve_auto(model: Any, auto: Any, options: dict[str, Any]) -> tuple[Any, Any, dict]:
+    """``(promptable model, AutoSegmenter or None, remaining options)`` for a Predictor.
+
+    ``model`` may be a model folder (then the promptable model is the registry's
+    ``"default"`` and the folder becomes ``auto``); ``auto`` may be an
+    :class:`AutoSegmenter` or a folder. Options named like ``PredictConfig`` fields go to the
+    automatic model, the others stay for the promptable one.
+    """
+    from medseg.automatic.model import PredictConfig
+    from medseg.models.registry import is_model
+
+    if isinstance(model, str | os.PathLike) and not (isinstance(model, str) and is_model(model)):
+        folder = model_folder(model)
+        if folder is not None:
+            if auto is not None:
+                raise ModelError("give the model folder as model= or as auto=, not both")
+            model, auto = "default", folder
+    if auto is None:
+        return model, None, options
+    fields = {f.name for f in dataclasses.fields(PredictConfig)}
+    auto_options = {k: v for k, v in options.items() if k in fields}
+    rest = {k: v for k, v in options.items() if k not in fields}
+    if not isinstance(auto, AutoSegmenter):
+        auto = load_auto_model(auto, **auto_options)
+    elif auto_options:
+        raise ModelError(f"options {sorted(auto_options)} need the auto model given as a folder")
+    return model, auto, rest

@@ -1,4 +1,5 @@
-"""Preprocessing of a plan: crop to non-zero, normalise, transpose, resample; cached as .npy.
+"""Preprocessing of a plan: crop to non-zero, normalise, transpose, resample (training and
+prediction run the same code; the training cache is :mod:`medseg.training.cache`).
 
 Arrays here are channel-first: an image becomes ``(C, *spatial)`` float32 with the spatial
 axes in the plan's transposed order, a label becomes ``(*spatial)`` of class indices
@@ -14,34 +15,25 @@ staircase).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from medseg.automatic.plan import Normalization, Plan
 from medseg.errors import InputError
-from medseg.io.atomic import atomic_path
 from medseg.io.image import Image, LabelMap
-from medseg.training.fingerprint import nonzero_bbox
-from medseg.training.plan import Normalization, Plan
 
 __all__ = [
+    "nonzero_bbox",
     "CaseGeometry",
-    "CachedCase",
     "normalize",
     "resize",
     "resize_argmax",
     "preprocess_image",
     "preprocess_label",
-    "class_locations",
-    "preprocess_dataset",
-    "load_preprocessed",
-    "plan_cache_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,14 +56,24 @@ class CaseGeometry:
         return tuple(b - a for a, b in self.bbox)
 
 
-@dataclass(frozen=True)
-class CachedCase:
-    """A preprocessed case: ``data`` ``(C, *sp)``, ``seg`` ``(*sp)``, sampled class voxels."""
+def nonzero_bbox(array: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of voxels where any channel is non-zero.
 
-    case_id: str
-    data: np.ndarray
-    seg: np.ndarray
-    locations: dict[int, np.ndarray]
+    Args:
+        array: channel-last image ``(*spatial, C)``.
+
+    Returns:
+        One slice per spatial axis; the whole extent when the image is all zero.
+    """
+    mask = np.any(array != 0, axis=-1)
+    if not mask.any():
+        return tuple(slice(0, s) for s in mask.shape)
+    out = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        out.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(out)
 
 
 def normalize(
@@ -199,82 +201,3 @@ def preprocess_label(label: LabelMap, geom: CaseGeometry, plan: Plan) -> np.ndar
         return (seg == k).astype(np.float32) if k in present else np.zeros(seg.shape, np.float32)
 
     return resize_argmax(onehot, plan.num_classes, geom.resampled_shape)
-
-
-def class_locations(
-    seg: np.ndarray, num_classes: int, rng: np.random.Generator, max_per_class: int = 10000
-) -> dict[int, np.ndarray]:
-    """Up to ``max_per_class`` random voxel coordinates ``(N, ndim)`` of each class >= 1."""
-    flat = seg.ravel()
-    out = {}
-    for k in range(1, num_classes):
-        idx = np.flatnonzero(flat == k)
-        if idx.size > max_per_class:
-            idx = rng.choice(idx, size=max_per_class, replace=False)
-        out[k] = np.stack(np.unravel_index(np.sort(idx), seg.shape), axis=1).astype(np.int32)
-    return out
-
-
-def plan_cache_key(plan: Plan) -> str:
-    """Hash of the plan fields that change preprocessed arrays."""
-    fields = {
-        "transpose": plan.transpose,
-        "target_spacing": plan.target_spacing,
-        "normalization": [asdict(n) for n in plan.normalization],
-        "nonzero": plan.use_nonzero_mask,
-        "labels": plan.label_values,
-        "version": 1,
-    }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, array)
-
-
-def preprocess_dataset(dataset: Any, plan: Plan, cache_dir: str | Path, *, seed: int = 0) -> Path:
-    """Preprocess every training case of ``dataset`` into ``cache_dir`` (skips cached ones).
-
-    The cache is tied to :func:`plan_cache_key`; a different key clears it first.
-    """
-    from tqdm import tqdm
-
-    from medseg.data.nnunet import load_case
-
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    key_file, key = cache / "plan_key.txt", plan_cache_key(plan)
-    if key_file.is_file() and key_file.read_text().strip() != key:
-        log.info("plan changed: clearing preprocessed cache %s", cache)
-        for f in cache.glob("*"):
-            f.unlink()
-    with atomic_path(key_file) as tmp:
-        tmp.write_text(key + "\n")
-    rng = np.random.default_rng(seed)
-    todo = [c for c in dataset.training if not (cache / f"{c.case_id}.json").is_file()]
-    for case in tqdm(todo, desc="preprocess", unit="case", disable=not todo):
-        image, label = load_case(dataset, case)
-        data, geom = preprocess_image(image, plan)
-        seg = preprocess_label(label, geom, plan)
-        _save_npy(cache / f"{case.case_id}.npy", data)
-        _save_npy(cache / f"{case.case_id}_seg.npy", seg)
-        locs = class_locations(seg, plan.num_classes, rng)
-        with atomic_path(cache / f"{case.case_id}_locs.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **{str(k): v for k, v in locs.items()})
-        with atomic_path(cache / f"{case.case_id}.json") as tmp:  # written last: "done" marker
-            tmp.write_text(json.dumps(asdict(geom)) + "\n")
-    return cache
-
-
-def load_preprocessed(cache_dir: str | Path, case_id: str, *, mmap: bool = True) -> CachedCase:
-    """Open a cached case (memory-mapped by default)."""
-    cache = Path(cache_dir)
-    if not (cache / f"{case_id}.json").is_file():
-        raise InputError(f"{cache}: case {case_id!r} is not preprocessed")
-    mode = "r" if mmap else None
-    data = np.load(cache / f"{case_id}.npy", mmap_mode=mode)
-    seg = np.load(cache / f"{case_id}_seg.npy", mmap_mode=mode)
-    with np.load(cache / f"{case_id}_locs.npz") as z:
-        locs = {int(k): z[k] for k in z.files}
-    return CachedCase(case_id, data, seg, locs)

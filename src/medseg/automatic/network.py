@@ -6,8 +6,8 @@ import logging
 import time
 from typing import Any
 
-from medseg.training.plan import Plan
-from medseg.training.topology import estimate_cost, pool_and_conv
+from medseg.automatic.plan import Plan
+from medseg.automatic.topology import estimate_cost, pool_and_conv
 
 __all__ = ["build_network", "measure_flops_per_second"]
 
@@ -44,7 +44,7 @@ def measure_flops_per_second(repeats: int = 2) -> float:
     """Time training steps of a small 2D DynUNet and divide the modelled FLOPs by the time.
 
     Uses the current ``torch`` thread setting; takes about a second on a laptop CPU. The
-    result calibrates :func:`medseg.training.plan.estimate_cost` for planning.
+    result calibrates :func:`medseg.automatic.plan.estimate_cost` for planning.
     """
     import torch
     from monai.networks.nets import DynUNet

@@ -1,6 +1,6 @@
-"""Predictions of a ``medseg auto`` model used as the first mask (see
-:mod:`medseg.models.auto_model`): the automatic mask of one class as a :class:`Prediction`,
-and a volume whose prompted slice was corrected.
+"""Predictions from an automatic first mask (a ``medseg auto`` model given to the Predictor,
+see :mod:`medseg.automatic.segmenter`): the automatic mask of one class as a
+:class:`Prediction`, and a volume whose prompted slice was corrected.
 
 Shapes: ``S`` is the image's spatial shape, ``(H, W)`` or ``(Z, Y, X)``; the automatic
 masks are bool arrays of shape ``S``. An automatic mask has no quality score: its

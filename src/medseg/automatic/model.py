@@ -1,4 +1,4 @@
-"""Automatic segmentation with a trained ``medseg auto`` model: sliding-window inference.
+"""A trained ``medseg auto`` model loaded for prediction: sliding-window inference.
 
 Steps for one image (arrays in medseg order, 2D ``(H, W[, C])`` / 3D ``(Z, Y, X[, C])``):
 preprocess as in training (crop to non-zero, normalise, transpose, resample), run
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,18 +28,9 @@ import numpy as np
 from medseg.errors import InputError, ModelError
 from medseg.io.image import Image, LabelMap
 
-__all__ = [
-    "PredictConfig",
-    "AutoModel",
-    "sliding_window_logits",
-    "find_cases",
-    "predict_folder",
-]
+__all__ = ["PredictConfig", "AutoModel", "sliding_window_logits"]
 
 log = logging.getLogger(__name__)
-
-_CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -145,9 +135,9 @@ class AutoModel:
     def __init__(self, model_dir: str | Path, config: PredictConfig | None = None) -> None:
         import torch
 
-        from medseg.training.network import build_network
-        from medseg.training.plan import Plan, load_plan
-        from medseg.training.postprocess import load_postprocessing
+        from medseg.automatic.network import build_network
+        from medseg.automatic.plan import Plan, load_plan
+        from medseg.automatic.postprocess import load_postprocessing
 
         self.dir = Path(model_dir)
         self.cfg = config or PredictConfig()
@@ -203,8 +193,8 @@ class AutoModel:
 
     def predict(self, image: Image) -> LabelMap:
         """Segment one image (channel-last when it has several channels) on its own grid."""
-        from medseg.training.postprocess import keep_largest_component
-        from medseg.training.preprocess import preprocess_image, resize_argmax
+        from medseg.automatic.postprocess import keep_largest_component
+        from medseg.automatic.preprocess import preprocess_image, resize_argmax
 
         plan = self.plan
         if (image.num_channels if image.channels else 1) != plan.in_channels:
@@ -227,91 +217,3 @@ class AutoModel:
         if self.postprocess:
             out = keep_largest_component(out, self.postprocess)
         return LabelMap.like(image, out, label_names=plan.label_names)
-
-
-def _split_name(path: Path) -> tuple[str, str] | None:
-    for ending in _ENDINGS:
-        if path.name.lower().endswith(ending):
-            return path.name[: -len(ending)], path.name[-len(ending) :]
-    return None
-
-
-def find_cases(path: str | Path) -> dict[str, list[Path]]:
-    """Case id -> channel files, for one file or an ``imagesTs``-style folder.
-
-    ``CASE_0000.nii.gz, CASE_0001.nii.gz`` form one case ``CASE``; a file without a
-    ``_CCCC`` suffix is a one-file case named by its stem. For a single ``CASE_0000`` file,
-    its sibling channel files are picked up too.
-    """
-    path = Path(path).expanduser()
-    if path.is_file():
-        parts = _split_name(path)
-        if parts is None:
-            raise InputError(f"{path}: unsupported file type (use one of {_ENDINGS})")
-        m = _CHANNEL_RE.match(parts[0])
-        if m is None:
-            return {parts[0]: [path]}
-        files = sorted(path.parent.glob(f"{glob_escape(m['case'])}_[0-9][0-9][0-9][0-9]{parts[1]}"))
-        return {m["case"]: files}
-    if not path.is_dir():
-        raise InputError(f"{path}: no such file or folder")
-    groups: dict[str, dict[int, Path]] = {}
-    for f in sorted(path.iterdir()):
-        parts = _split_name(f)
-        if parts is None or f.name.startswith("."):
-            continue
-        m = _CHANNEL_RE.match(parts[0])
-        case, channel = (m["case"], int(m["channel"])) if m else (parts[0], 0)
-        groups.setdefault(case, {})[channel] = f
-    if not groups:
-        raise InputError(f"{path}: no images with a supported ending {_ENDINGS}")
-    out = {}
-    for case, chans in groups.items():
-        if sorted(chans) != list(range(len(chans))):
-            raise InputError(f"{path}: case {case} has channel files {sorted(chans)}, not 0..N-1")
-        out[case] = [chans[i] for i in sorted(chans)]
-    return out
-
-
-def glob_escape(text: str) -> str:
-    """Escape glob metacharacters in a literal file name part."""
-    import glob
-
-    return glob.escape(text)
-
-
-def predict_folder(
-    model: AutoModel,
-    input_path: str | Path,
-    out_dir: str | Path,
-    *,
-    num_parts: int = 1,
-    part_id: int = 0,
-) -> list[Path]:
-    """Segment every case of a file or folder into ``out_dir/<case><ending>``.
-
-    ``num_parts``/``part_id`` shard the sorted case list (``cases[part_id::num_parts]``) so
-    several processes or machines can share one folder.
-    """
-    from tqdm import tqdm
-
-    from medseg.data.nnunet import assemble_case
-    from medseg.io import load, save
-
-    if num_parts < 1 or not 0 <= part_id < num_parts:
-        raise InputError(f"need 0 <= part_id < num_parts, got part {part_id} of {num_parts}")
-    cases = find_cases(input_path)
-    todo = sorted(cases)[part_id::num_parts]
-    out_dir = Path(out_dir)
-    written = []
-    for case in tqdm(todo, desc="predict", unit="case", disable=len(todo) < 2):
-        files = cases[case]
-        image, _ = assemble_case(
-            [load(f) for f in files], None, expected_channels=model.plan.in_channels, case_id=case
-        )
-        ending = _split_name(files[0])[1]
-        target = out_dir / f"{case}{ending}"
-        save(model.predict(image), target)
-        written.append(target)
-        log.info("%s -> %s", case, target)
-    return written
