@@ -78,6 +78,7 @@ def _summary(payload: dict, model: str) -> dict:
     return next(s for s in payload["summary"] if s["model"] == model)
 
 
+@pytest.mark.slow
 def test_threads_reach_models_with_num_threads(toy_dataset: Path, tmp_path: Path) -> None:
     payload = _cli(toy_dataset, tmp_path / "t3", "--threads", "3", "--jobs", "2")
     assert payload["config"]["threads"] == 3

@@ -11,6 +11,7 @@ from medseg.data.samples import SAMPLE_CT_BOX
 from medseg.models import registry
 
 
+@pytest.mark.slow
 def test_demo_segments_the_spinal_canal(tmp_path: Path, litemedsam, monkeypatch) -> None:
     real = registry.create_model
     monkeypatch.setattr(

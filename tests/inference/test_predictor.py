@@ -219,6 +219,7 @@ def _ellipsoid_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return (rng.normal(0, 0.15, obj.shape) + obj).astype(np.float32), obj
 
 
+@pytest.mark.slow
 def test_3d_propagation_recovers_ellipsoid_and_stops(predictor, litemedsam, monkeypatch) -> None:
     vol, obj = _ellipsoid_volume()
     first, last = np.flatnonzero(obj.any(axis=(1, 2)))[[0, -1]]

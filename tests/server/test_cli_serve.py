@@ -39,6 +39,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+@pytest.mark.slow
 def test_serve_opens_on_the_sample(tmp_path: Path) -> None:
     store = tmp_path / "sample_store"
     proc, url = _start(store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from medseg.data.samples import SAMPLE_CT_BOX
 from medseg.server.encoding import rle_decode
@@ -34,6 +35,7 @@ def _refine(api: Api, sid: str, box: list[float], mask: np.ndarray) -> np.ndarra
     return _mask(r.json())
 
 
+@pytest.mark.slow
 def test_concurrent_sessions_do_not_mix(shared_api: Api) -> None:
     api = shared_api
     ids = {name: api.image_id(name) for name, _ in JOBS}

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from medseg.automatic.plan import PlanBudget, save_plan
@@ -25,6 +26,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path: Path) -> None:
     root = write_disk_dataset(tmp_path / "ds", 4, (32, 32))
     plan = plan_experiment(compute_fingerprint(read_dataset(root)), PlanBudget(time_budget_s=60))

@@ -39,6 +39,7 @@ def test_check_cli_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert "ERROR: case01: label file" in out and "1 error(s)" in out
 
 
+@pytest.mark.slow
 def test_auto_run_and_predict_on_disks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """6 images of bright disks: a few seconds of training reach a high validation Dice."""
     torch.manual_seed(0)

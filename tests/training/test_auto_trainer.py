@@ -85,6 +85,7 @@ def test_resume_continues_exactly(setup, tmp_path: Path) -> None:
         assert torch.allclose(reference[key], value, atol=1e-6), key
 
 
+@pytest.mark.slow
 def test_time_budget_is_respected(setup, tmp_path: Path) -> None:
     result = _trainer(setup, tmp_path, time_budget_s=3.0).train()
     assert result.finished

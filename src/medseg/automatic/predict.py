@@ -5,25 +5,21 @@ to ``OUT/<case><ending>``."""
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 from medseg.automatic.model import AutoModel
 from medseg.errors import InputError
+from medseg.io.naming import DATASET_ENDINGS, split_channel, split_ending
 
 __all__ = ["find_cases", "predict_folder"]
 
 log = logging.getLogger(__name__)
 
-_CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff", ".bmp")
+_ENDINGS = DATASET_ENDINGS
 
 
 def _split_name(path: Path) -> tuple[str, str] | None:
-    for ending in _ENDINGS:
-        if path.name.lower().endswith(ending):
-            return path.name[: -len(ending)], path.name[-len(ending) :]
-    return None
+    return split_ending(path.name, DATASET_ENDINGS)
 
 
 def find_cases(path: str | Path) -> dict[str, list[Path]]:
@@ -38,11 +34,12 @@ def find_cases(path: str | Path) -> dict[str, list[Path]]:
         parts = _split_name(path)
         if parts is None:
             raise InputError(f"{path}: unsupported file type (use one of {_ENDINGS})")
-        m = _CHANNEL_RE.match(parts[0])
-        if m is None:
+        case_channel = split_channel(parts[0])
+        if case_channel is None:
             return {parts[0]: [path]}
-        files = sorted(path.parent.glob(f"{glob_escape(m['case'])}_[0-9][0-9][0-9][0-9]{parts[1]}"))
-        return {m["case"]: files}
+        case = case_channel[0]
+        files = sorted(path.parent.glob(f"{glob_escape(case)}_[0-9][0-9][0-9][0-9]{parts[1]}"))
+        return {case: files}
     if not path.is_dir():
         raise InputError(f"{path}: no such file or folder")
     groups: dict[str, dict[int, Path]] = {}
@@ -50,8 +47,7 @@ def find_cases(path: str | Path) -> dict[str, list[Path]]:
         parts = _split_name(f)
         if parts is None or f.name.startswith("."):
             continue
-        m = _CHANNEL_RE.match(parts[0])
-        case, channel = (m["case"], int(m["channel"])) if m else (parts[0], 0)
+        case, channel = split_channel(parts[0]) or (parts[0], 0)
         groups.setdefault(case, {})[channel] = f
     if not groups:
         raise InputError(f"{path}: no images with a supported ending {_ENDINGS}")

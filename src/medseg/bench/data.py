@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from medseg.errors import InputError
 from medseg.io.image import Image, LabelMap
+from medseg.io.naming import split_channel, split_ending
 
 __all__ = [
     "CaseRef",
@@ -49,10 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".bmp",
-            ".tif", ".tiff", ".npy", ".npz")  # fmt: skip
-_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
 @dataclass(frozen=True)
@@ -126,11 +122,8 @@ class Skip:
 
 
 def _stem(path: Path) -> str | None:
-    name = path.name
-    for ending in _ENDINGS:
-        if name.lower().endswith(ending):
-            return name[: -len(ending)]
-    return None
+    parts = split_ending(path.name)
+    return None if parts is None else parts[0]
 
 
 def _manifest_entry(root: Path) -> dict[str, Any] | None:
@@ -162,11 +155,11 @@ def _folder_cases(root: Path, name: str) -> tuple[CaseRef, ...]:
         stem = _stem(f)
         if stem is None or f.name.startswith("."):
             continue
-        m = _CHANNEL.match(stem)
+        m = split_channel(stem)
         if m is None:
             images.setdefault(stem, f)
-        elif m["channel"] == "0000":
-            images[m["case"]] = f
+        elif m[1] == 0:
+            images[m[0]] = f
     labels = {}
     for f in sorted((root / "labels").iterdir()):
         stem = _stem(f)

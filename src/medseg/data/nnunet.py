@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from medseg.errors import InputError
 from medseg.io.image import Image, LabelMap
+from medseg.io.naming import DATASET_ENDINGS, split_channel, split_ending
 
 __all__ = [
     "CaseFiles",
@@ -36,13 +36,9 @@ __all__ = [
     "load_case",
     "check_dataset",
     "format_issues",
-    "SUPPORTED_ENDINGS",
 ]
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff", ".bmp")
-_CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
 @dataclass(frozen=True)
@@ -159,13 +155,14 @@ def _group_images(folder: Path, ending: str) -> tuple[dict[str, dict[int, Path]]
     if not folder.is_dir():
         return {}, problems
     for f in sorted(folder.iterdir()):
-        if f.name.startswith(".") or not f.name.endswith(ending):
+        parts = split_ending(f.name, (ending,))
+        if f.name.startswith(".") or parts is None:
             continue
-        m = _CHANNEL_RE.match(f.name[: -len(ending)])
-        if m is None:
+        case_channel = split_channel(parts[0])
+        if case_channel is None:
             problems.append(f"{f}: image name must end with _CCCC{ending} (channel index)")
             continue
-        groups[m["case"]][int(m["channel"])] = f
+        groups[case_channel[0]][case_channel[1]] = f
     return dict(groups), problems
 
 
@@ -193,8 +190,8 @@ def read_dataset(root: str | Path) -> NnunetDataset:
     ending = str(meta["file_ending"])
     if not ending.startswith("."):
         raise InputError(f"{js}: file_ending must start with '.', got {ending!r}")
-    if ending.lower() not in SUPPORTED_ENDINGS:
-        raise InputError(f"{js}: file_ending {ending!r} not supported ({SUPPORTED_ENDINGS})")
+    if ending.lower() not in DATASET_ENDINGS:
+        raise InputError(f"{js}: file_ending {ending!r} not supported ({DATASET_ENDINGS})")
     try:
         channels = {int(k): str(v) for k, v in dict(meta["channel_names"]).items()}
     except (TypeError, ValueError) as exc:

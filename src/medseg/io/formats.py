@@ -7,6 +7,7 @@ from pathlib import Path
 from medseg.errors import InputError
 
 __all__ = [
+    "EXTENSIONS",
     "READ_FORMATS",
     "WRITE_FORMATS",
     "detect_format",
@@ -14,7 +15,7 @@ __all__ = [
 ]
 
 # Extension -> format name. Longest suffixes are matched first (".nii.gz" before ".gz").
-_EXTENSIONS: dict[str, str] = {
+EXTENSIONS: dict[str, str] = {
     ".nii.gz": "nifti",
     ".nii": "nifti",
     ".nrrd": "nrrd",
@@ -34,7 +35,7 @@ _EXTENSIONS: dict[str, str] = {
 }
 
 #: Formats ``load`` reads (``dicom`` also covers series folders).
-READ_FORMATS: tuple[str, ...] = tuple(sorted(set(_EXTENSIONS.values())))
+READ_FORMATS: tuple[str, ...] = tuple(sorted(set(EXTENSIONS.values())))
 #: Formats ``save`` writes (DICOM output is DICOM-SEG via ``save_dicom_seg``).
 WRITE_FORMATS: tuple[str, ...] = tuple(f for f in READ_FORMATS if f != "dicom")
 
@@ -63,12 +64,12 @@ def detect_format(path: str | Path) -> str:
     if p.is_dir():
         return "dicom"
     name = p.name.lower()
-    for ext in sorted(_EXTENSIONS, key=len, reverse=True):
+    for ext in sorted(EXTENSIONS, key=len, reverse=True):
         if name.endswith(ext):
-            return _EXTENSIONS[ext]
+            return EXTENSIONS[ext]
     if p.is_file() and is_dicom_file(p):
         return "dicom"
-    known = ", ".join(sorted(_EXTENSIONS))
+    known = ", ".join(sorted(EXTENSIONS))
     raise InputError(
         f"{p}: unknown file type {''.join(p.suffixes) or '(no extension)'!r}; "
         f"medseg reads {known} and DICOM folders"

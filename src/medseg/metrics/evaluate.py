@@ -27,6 +27,7 @@ import numpy as np
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 from medseg.io.image import LabelMap
+from medseg.io.naming import case_stem, split_ending
 from medseg.metrics.accumulate import MetricAccumulator
 from medseg.metrics.case import EMPTY_MASK_RULES, METRICS, evaluate_case
 
@@ -46,22 +47,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Suffixes stripped to get a case name; longest first so ".nii.gz" wins over ".gz".
-_SUFFIXES = (
-    ".nii.gz",
-    ".nii",
-    ".nrrd",
-    ".nhdr",
-    ".mha",
-    ".mhd",
-    ".png",
-    ".tiff",
-    ".tif",
-    ".npy",
-    ".npz",
-    ".bmp",
-    ".dcm",
-)
 # Companion data files of .mhd/.nhdr headers: not cases, skipped without a warning.
 _COMPANIONS = (".raw", ".zraw", ".raw.gz")
 
@@ -139,15 +124,6 @@ class EvaluationResult:
     summary: dict[str, Any]
 
 
-def case_stem(path: str | os.PathLike[str]) -> str:
-    """Case name of a file: its name without a known image suffix (``a.nii.gz`` -> ``a``)."""
-    name = Path(path).name
-    for suffix in _SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def _list_cases(folder: Path) -> dict[str, Path]:
     cases: dict[str, Path] = {}
     skipped = []
@@ -155,7 +131,7 @@ def _list_cases(folder: Path) -> dict[str, Path]:
         low = p.name.lower()
         if p.name.startswith(".") or low.endswith(_COMPANIONS):
             continue
-        if not p.is_file() or not low.endswith(_SUFFIXES):
+        if not p.is_file() or split_ending(p.name) is None:
             skipped.append(p.name)
             continue
         stem = case_stem(p)

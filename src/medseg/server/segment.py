@@ -1,10 +1,10 @@
 """Running one predict request on a pooled predictor: tool support, prompts, propagation.
 
-2D images go through :meth:`medseg.Predictor.predict`. On a volume, an interactive click
-segments only the slice it was made on: the predictor's cached slice embedding
-(:meth:`Predictor.embedding`) and the model's decoder, the cheap part of the model, with the
-prompts validated by :mod:`medseg.prompts.types`. ``propagate`` runs the Predictor's 3D
-propagation (``predict(..., slice_index=z)``) from that slice through the volume.
+Every request goes through :meth:`medseg.Predictor.predict`, which validates the prompts
+(the same rules and messages as the API and CLI). On a volume, an interactive click segments
+only the slice it was made on (``propagate=False``: the cached slice embedding and the
+decoder, the cheap part of the model); ``propagate`` runs the Predictor's 3D propagation from
+that slice through the volume.
 
 Scribbles are offered when the model declares the ``scribbles`` prompt kind, on 2D images,
 single volume slices and propagation alike.
@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import PromptError
-from medseg.prompts.scribbles import validate_scribbles
-from medseg.prompts.types import PromptSet, validate_box, validate_points
 from medseg.server.schemas import PredictRequest
 from medseg.server.sessions import PooledPredictor
 
@@ -59,23 +57,14 @@ def tool_support(model: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check_request(req: PredictRequest, model: Any, ndim: int, depth: int) -> int:
-    """Validate what pydantic cannot; returns the slice index (0 for 2D images)."""
-    kinds = set(model.prompt_kinds)
+def check_request(req: PredictRequest, ndim: int, depth: int) -> int:
+    """Check what only the server knows (the view, the mask upload, the slice of the view);
+    returns the slice index (0 for 2D images). The prompts themselves are validated by
+    :meth:`medseg.Predictor.predict`."""
     if req.box is None and not req.points and not req.scribbles:
         raise PromptError("give a box, a click or a scribble")
-    wanted = {"box"} if req.box is not None else set()
-    wanted |= {"points"} if req.points else set()
-    wanted |= {"scribbles"} if req.scribbles else set()
-    wanted |= {"mask"} if req.mask_input != "none" else set()
     if (req.mask_input == "mask") != (req.mask is not None):
         raise PromptError("give mask with mask_input='mask' (and only then)")
-    missing = wanted - kinds
-    if missing:
-        names = ", ".join(_KIND_NAMES[k] for k in sorted(missing))
-        raise PromptError(f"model {model.name!r} does not accept {names} prompts")
-    if req.point_labels and len(req.point_labels) != len(req.points):
-        raise PromptError(f"got {len(req.points)} points but {len(req.point_labels)} labels")
     if ndim == 2:
         if req.view != "axial" or req.slice_index not in (None, 0) or req.propagate:
             raise PromptError("a 2D image has one axial slice (index 0) and nothing to propagate")
@@ -122,29 +111,6 @@ def _points(req: PredictRequest) -> tuple[list[tuple[float, float]] | None, list
     return [tuple(p) for p in req.points], labels
 
 
-def _slice_prompts(
-    box: Any,
-    points: Any,
-    labels: Any,
-    previous: np.ndarray | None,
-    shape: tuple[int, int],
-    scribbles: Any = None,
-) -> PromptSet:
-    pts = lab = None
-    if points is not None:
-        pts, lab = validate_points(points, labels, shape)
-        pts, lab = pts[None], lab[None]
-    if previous is not None and previous.shape != shape:
-        raise PromptError(f"previous mask shape {previous.shape} does not match {shape}")
-    return PromptSet(
-        boxes=None if box is None else validate_box(box, shape)[None],
-        points=pts,
-        point_labels=lab,
-        mask_input=None if previous is None else np.asarray(previous, np.float32)[None],
-        scribbles=None if scribbles is None else validate_scribbles(scribbles, shape)[None],
-    )
-
-
 def run_predict(
     pooled: PooledPredictor, req: PredictRequest, index: int, previous: np.ndarray | None
 ) -> Outcome:
@@ -169,9 +135,9 @@ def run_predict(
             lo, hi = pred.slice_ranges[0]
             block = (lo, hi, pred.mask[lo : hi + 1])
             return Outcome(index, pred.mask[index], pred.logits[index], pred.score, ms, block)
-        scribbles = extra.get("scribbles")
-        prompts = _slice_prompts(req.box, points, labels, previous, image.shape[1:], scribbles)
-        decoded = predictor.model.decode(predictor.embedding(index), prompts)
+        pred = predictor.predict(
+            req.box, points, labels, mask_input=previous, slice_index=index, propagate=False,
+            **extra,
+        )  # fmt: skip
         ms = (time.perf_counter() - start) * 1000
-    logits = decoded.logits[0, 0]
-    return Outcome(index, logits > 0, logits, float(decoded.scores[0, 0]), ms)
+    return Outcome(index, pred.mask, pred.logits, pred.score, ms)

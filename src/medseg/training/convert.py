@@ -22,23 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.data.nnunet import SUPPORTED_ENDINGS, NnunetDataset, read_dataset
+from medseg.data.nnunet import NnunetDataset, read_dataset
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
+from medseg.io.naming import DATASET_ENDINGS, split_channel, split_ending
 
 __all__ = ["convert_folder"]
 
 log = logging.getLogger(__name__)
 
-_CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-
 
 def _split_name(path: Path) -> tuple[str, str] | None:
-    name = path.name
-    for ending in sorted(SUPPORTED_ENDINGS, key=len, reverse=True):
-        if name.lower().endswith(ending):
-            return name[: -len(ending)], ending
-    return None
+    """``(stem, ending)`` with the ending lower-cased (``.NII.GZ`` -> ``.nii.gz``)."""
+    parts = split_ending(path.name, DATASET_ENDINGS)
+    return None if parts is None else (parts[0], parts[1].lower())
 
 
 def _scan(folder: Path) -> dict[str, tuple[Path, str]]:
@@ -54,12 +51,12 @@ def _scan(folder: Path) -> dict[str, tuple[Path, str]]:
 
 def _group(images: dict[str, tuple[Path, str]], labels: set[str]) -> dict[str, list[Path]]:
     """Case id -> channel files; ``<id>_CCCC`` names are grouped when all images use them."""
-    grouped = all(_CHANNEL_RE.match(stem) for stem in images)
+    grouped = all(split_channel(stem) for stem in images)
     cases: dict[str, dict[int, Path]] = {}
     for stem, (path, _) in images.items():
-        m = _CHANNEL_RE.match(stem)
-        if grouped and m and (m["case"] in labels or stem not in labels):
-            cases.setdefault(m["case"], {})[int(m["channel"])] = path
+        m = split_channel(stem)
+        if grouped and m and (m[0] in labels or stem not in labels):
+            cases.setdefault(m[0], {})[m[1]] = path
         else:
             cases.setdefault(stem, {})[0] = path
     out = {}

@@ -115,7 +115,7 @@ def predict(session_id: SessionId, body: PredictRequest, state: State) -> dict[s
     session = state.sessions.get(session_id)
     image = state.datastore.load(session.image_id)
     depth = view_shape(image, body.view)[0]
-    index = check_request(body, state.model, image.ndim, depth)
+    index = check_request(body, image.ndim, depth)
     pooled = state.predictor(session.image_id, body.view)
     key = (body.label, body.view, index)
     previous = session.recall(key) if body.mask_input == "previous" else None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import InputError
+from medseg.io.naming import split_channel, split_ending
 
 __all__ = ["Source", "load_sources", "find_datasets", "sample_target", "slice_presence"]
 
 log = logging.getLogger(__name__)
-
-_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff", ".jpg", ".bmp", ".npy")
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,11 +60,7 @@ class Source:
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in _SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    return split_ending(path.name)[0] if split_ending(path.name) else path.stem
 
 
 def find_datasets(paths: Sequence[str | Path]) -> list[Path]:
@@ -127,8 +120,8 @@ def _dataset_sources(folder: Path, keep: Callable[[str, str], bool]) -> list[Sou
     groups: dict[str, list[Path]] = {}
     for img in sorted((folder / "images").iterdir()):
         stem = _stem(img)
-        m = _CHANNEL.match(stem)
-        groups.setdefault(m.group("case") if m else stem, []).append(img)
+        m = split_channel(stem)
+        groups.setdefault(m[0] if m else stem, []).append(img)
     sources: list[Source] = []
     for case, images in groups.items():
         if not keep(folder.name, case):
