@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.cli.commands.auto import parse_duration, parse_fold
+from medseg.cli.arguments import parse_duration
+from medseg.cli.commands.auto import parse_fold
 from medseg.cli.main import main
 from medseg.io import load, load_label
 from medseg.training.synthetic import write_disk_dataset

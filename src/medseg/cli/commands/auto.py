@@ -8,33 +8,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 
+from medseg.cli.arguments import parse_duration
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
 from medseg.errors import InputError
 
 NAME = "auto"
 HELP = "self-configuring automatic segmentation: check, convert, plan, train, predict, run"
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "parse_duration", "parse_fold"]
+__all__ = ["NAME", "HELP", "add_arguments", "run", "parse_fold"]
 
 log = logging.getLogger(__name__)
-
-_DURATION = re.compile(
-    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
-)
-
-
-def parse_duration(text: str) -> float:
-    """``"30m"``, ``"1h30m"``, ``"90s"`` or ``"90"`` -> seconds."""
-    m = _DURATION.match(text.strip().lower())
-    if not text.strip() or m is None or not any(m.groupdict().values()):
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 30m, 1h30m, 90s)")
-    seconds = sum(float(m[k] or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"duration must be positive, got {text!r}")
-    return seconds
 
 
 def parse_fold(text: str) -> int | str:

@@ -6,35 +6,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 
-from medseg.errors import InputError
+from medseg.cli.arguments import parse_duration
 
 NAME = "train"
 HELP = "train a model: 'medseg train interactive --data DIR --out weights.pt'"
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "parse_duration"]
+__all__ = ["NAME", "HELP", "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds (> 0)."""
-    t = str(text).strip().lower()
-    try:
-        seconds = float(t)
-    except ValueError as exc:
-        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", t)
-        if not parts or "".join(a + b for a, b in parts) != t:
-            raise InputError(
-                f"cannot read duration {text!r}; use e.g. 2h, 90m, 1h30m, 3600"
-            ) from exc
-        seconds = sum(float(a) * _UNITS[b] for a, b in parts)
-    if seconds <= 0:
-        raise InputError(f"duration must be positive, got {text!r}")
-    return seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, metavar="FILE", help="final weights file (.pt)")
     p.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default OUT.ckpt)")
-    p.add_argument("--time-budget", default="2h", help="training time of this run (default 2h)")
+    p.add_argument("--time-budget", type=parse_duration, default="2h",
+                   help="training time of this run (default 2h)")  # fmt: skip
     p.add_argument("--max-iterations", type=int, help="stop at this total iteration count")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--init", metavar="WEIGHTS", help="start from a weights file (fresh optimiser)")
@@ -66,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-corrections", type=int, default=4,
         help="simulated correction rounds per sample: uniform 0..N (default 4)",
     )  # fmt: skip
-    p.add_argument("--checkpoint-every", default="5m", help="checkpoint interval (default 5m)")
+    p.add_argument("--checkpoint-every", type=parse_duration, default="5m",
+                   help="checkpoint interval (default 5m)")  # fmt: skip
     p.add_argument(
         "--no-holdout",
         action="store_true",
@@ -93,14 +75,14 @@ def run(args: argparse.Namespace) -> int:
         data=tuple(args.data),
         out=args.out,
         checkpoint=args.checkpoint,
-        time_budget_s=parse_duration(args.time_budget),
+        time_budget_s=args.time_budget,
         max_iterations=args.max_iterations,
         batch_size=args.batch_size,
         lr=args.lr,
         lr_schedule=args.lr_schedule,
         seed=args.seed,
         device=args.device,
-        checkpoint_every_s=parse_duration(args.checkpoint_every),
+        checkpoint_every_s=args.checkpoint_every,
         holdout=not args.no_holdout,
         threads=args.threads,
         init=args.init,
