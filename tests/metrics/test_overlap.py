@@ -90,3 +90,11 @@ def test_check_spacing() -> None:
     for bad in [(1.0, 0.0), (1.0, -2.0), (1.0, np.nan), (np.inf, 1.0)]:
         with pytest.raises(InputError, match="positive"):
             check_spacing(bad, 2)
+
+
+def test_from_counts_share_the_empty_rule() -> None:
+    from medseg.metrics.overlap import dice_from_counts, iou_from_counts
+
+    assert dice_from_counts(0, 0, 0) == 1.0 and iou_from_counts(0, 0, 0) == 1.0
+    assert dice_from_counts(0, 3, 0) == 0.0 and iou_from_counts(0, 0, 3) == 0.0
+    assert dice_from_counts(2, 3, 5) == 0.5 and iou_from_counts(2, 3, 5) == 2 / 6

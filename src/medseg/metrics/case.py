@@ -11,7 +11,13 @@ import numpy as np
 
 from medseg.errors import InputError
 from medseg.io.image import LabelMap
-from medseg.metrics.overlap import as_mask, check_same_shape, check_spacing
+from medseg.metrics.overlap import (
+    as_mask,
+    check_same_shape,
+    check_spacing,
+    dice_from_counts,
+    iou_from_counts,
+)
 from medseg.metrics.surface import surface_metrics
 
 __all__ = ["METRICS", "EMPTY_MASK_RULES", "evaluate_case", "distance_cap_mm", "label_array"]
@@ -106,13 +112,10 @@ def _score_label(
     g = g_crop == lab
     n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
     inter = int(np.count_nonzero(p & g))
-    dice = 1.0 if n_p + n_g == 0 else 2.0 * inter / (n_p + n_g)
-    union = n_p + n_g - inter
-    iou = 1.0 if union == 0 else inter / union
     surf = surface_metrics(p, g, spacing, tol)
     return {
-        "dice": dice,
-        "iou": iou,
+        "dice": dice_from_counts(inter, n_p, n_g),
+        "iou": iou_from_counts(inter, n_p, n_g),
         **surf,
         "pred_voxels": n_p,
         "gt_voxels": n_g,

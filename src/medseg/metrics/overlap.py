@@ -21,7 +21,16 @@ import numpy as np
 
 from medseg.errors import InputError
 
-__all__ = ["as_mask", "check_same_shape", "check_spacing", "dice", "iou", "overlap_counts"]
+__all__ = [
+    "as_mask",
+    "check_same_shape",
+    "check_spacing",
+    "dice",
+    "dice_from_counts",
+    "iou",
+    "iou_from_counts",
+    "overlap_counts",
+]
 
 
 def as_mask(array: np.ndarray, name: str = "mask") -> np.ndarray:
@@ -95,6 +104,17 @@ def overlap_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int]:
     )
 
 
+def dice_from_counts(inter: int, n_pred: int, n_gt: int) -> float:
+    """Dice from voxel counts (the empty rule in one place): 1.0 when both are empty."""
+    return 1.0 if n_pred + n_gt == 0 else 2.0 * inter / (n_pred + n_gt)
+
+
+def iou_from_counts(inter: int, n_pred: int, n_gt: int) -> float:
+    """IoU from voxel counts (the empty rule in one place): 1.0 when both are empty."""
+    union = n_pred + n_gt - inter
+    return 1.0 if union == 0 else inter / union
+
+
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     """Dice coefficient ``2|P∩G| / (|P| + |G|)``.
 
@@ -105,10 +125,7 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     Returns:
         Value in ``[0, 1]``; 1.0 when both masks are empty, 0.0 when exactly one is.
     """
-    inter, n_pred, n_gt = overlap_counts(pred, gt)
-    if n_pred + n_gt == 0:
-        return 1.0
-    return 2.0 * inter / (n_pred + n_gt)
+    return dice_from_counts(*overlap_counts(pred, gt))
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -121,8 +138,4 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     Returns:
         Value in ``[0, 1]``; 1.0 when both masks are empty, 0.0 when exactly one is.
     """
-    inter, n_pred, n_gt = overlap_counts(pred, gt)
-    union = n_pred + n_gt - inter
-    if union == 0:
-        return 1.0
-    return inter / union
+    return iou_from_counts(*overlap_counts(pred, gt))
