@@ -35,6 +35,7 @@ from medseg.io.dicom_file import (
 )
 from medseg.io.formats import is_dicom_file
 from medseg.io.image import Image
+from medseg.io.limits import SizeLimits, check_shape
 
 __all__ = ["DicomSeriesInfo", "list_dicom_series", "read_dicom", "read_series_headers"]
 
@@ -198,8 +199,13 @@ def read_dicom(
     series_uid: str | None = None,
     modality: str | None = None,
     irregular: str = "error",
+    limits: SizeLimits | None = None,
 ) -> Image:
-    """Read a DICOM file or a series from a DICOM folder (see the module docstring)."""
+    """Read a DICOM file or a series from a DICOM folder (see the module docstring).
+
+    For a folder, the chosen series' size (slices x rows x columns, from the headers) is
+    checked against ``limits`` (``medseg.io.limits``) before any pixel data is read.
+    """
     if path.is_file():
         image = read_dicom_file(path, modality=modality, irregular=irregular)
         if series_uid is not None and image.meta.get("series_uid") != series_uid:
@@ -208,6 +214,9 @@ def read_dicom(
             )
         return image
     info, count = choose_series(path, series_uid)
+    shape = (info.num_slices, info.rows, info.columns)
+    check_shape(shape if info.num_slices > 1 else shape[1:], f"{path} series {info.series_uid}",
+                limits)  # fmt: skip
     if info.num_files == 1:
         image = read_dicom_file(info.files[0], modality=modality, irregular=irregular)
     elif info.num_slices != info.num_files:

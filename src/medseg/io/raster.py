@@ -63,6 +63,8 @@ def _read_pil(path: Path, *, label: bool) -> tuple[np.ndarray, bool]:
             elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                 im = im.convert("RGB")
             arr = np.array(im)
+    except PILImage.DecompressionBombError as exc:
+        raise InputError(f"{path}: image is too large to decode safely ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: cannot read image ({exc})") from exc
     if arr.ndim == 3:

@@ -16,6 +16,7 @@ import numpy as np
 from medseg.errors import InputError
 from medseg.io.formats import detect_format
 from medseg.io.image import Image, LabelMap
+from medseg.io.limits import SizeLimits, check_size
 
 __all__ = ["load", "load_label"]
 
@@ -39,6 +40,7 @@ def load(
     key: str | None = None,
     index: int | None = None,
     irregular: str = "error",
+    limits: SizeLimits | None = None,
 ) -> Image:
     """Read an image file or DICOM folder.
 
@@ -57,6 +59,9 @@ def load(
         irregular: DICOM slices with irregular positions: ``"error"`` (default) raises
             ``InputError``; ``"mean"`` reads them on a regular grid with the mean gap (with a
             warning; ``meta["slice_positions"]`` keeps the real positions).
+        limits: largest 2D/3D size to decode (default ``medseg.io.limits.default_limits()``:
+            100 M pixels, 400 M voxels); the size is read from the header first and a larger
+            image raises ``InputError`` before any pixel data is read.
 
     Returns:
         ``Image`` with a 2D ``(H, W[, C])`` or 3D ``(Z, Y, X[, C])`` array, spacing in array
@@ -65,7 +70,7 @@ def load(
     p = _check_exists(path)
     fmt = detect_format(p)
     opts = _options(p, fmt, series_uid=series_uid, key=key, index=index, irregular=irregular)
-    image = _read(p, fmt, modality=modality, label=False, **opts)
+    image = _read(p, fmt, modality=modality, label=False, limits=limits, **opts)
     log.debug("loaded %s: %s %s", p, image.array.shape, image.array.dtype)
     return image
 
@@ -90,7 +95,9 @@ def _options(
 def _read(
     p: Path, fmt: str, *, series_uid: str | None, modality: str | None, label: bool,
     key: str | None = None, index: int | None = None, irregular: str = "error",
+    limits: SizeLimits | None = None,
 ) -> Image:  # fmt: skip
+    check_size(p, fmt, limits)  # header only: refuse oversized images before decoding
     if fmt in ("nifti", "nrrd", "metaimage"):
         from medseg.io.volume import read_volume
 
@@ -105,7 +112,9 @@ def _read(
         return read_array_file(p, fmt, modality=modality, key=key, index=index)
     from medseg.io.dicom import read_dicom
 
-    return read_dicom(p, series_uid=series_uid, modality=modality, irregular=irregular)
+    return read_dicom(
+        p, series_uid=series_uid, modality=modality, irregular=irregular, limits=limits
+    )
 
 
 def load_label(
@@ -116,12 +125,14 @@ def load_label(
     key: str | None = None,
     index: int | None = None,
     irregular: str = "error",
+    limits: SizeLimits | None = None,
 ) -> LabelMap:
     """Read a label map: any format ``load`` reads, or a DICOM-SEG object.
 
     Values must be finite non-negative integers; NaN/inf, fractions, negative values or a
     multi-channel image raise ``InputError`` naming the file. ``key``, ``index`` and
-    ``irregular`` are as for ``load`` (``irregular`` also applies to a reference series).
+    ``irregular`` and ``limits`` are as for ``load`` (``irregular`` also applies to a
+    reference series).
 
     A DICOM-SEG is rebuilt on its source grid: on ``reference`` (the source ``Image`` or its
     series folder) when given, else on the series found next to the SEG file, else on the
@@ -136,10 +147,11 @@ def load_label(
 
         seg_file = find_seg(p, series_uid)
         if seg_file is not None:
+            check_size(seg_file, "dicom", limits)
             return load_dicom_seg(seg_file, reference=reference, irregular=irregular)
     if reference is not None:
         raise InputError(f"{p}: reference= is only used for DICOM-SEG files")
-    image = _read(p, fmt, modality=None, label=True, **opts)
+    image = _read(p, fmt, modality=None, label=True, limits=limits, **opts)
     return to_label_map(image, p)
 
 

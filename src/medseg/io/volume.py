@@ -117,7 +117,10 @@ def read_nifti(path: Path, modality: str | None = None) -> Image:
 
     try:
         nii = nib.load(str(path))
+        _check_nifti_dims(tuple(nii.shape), path)  # before the data are decoded
         data = np.asanyarray(nii.dataobj)
+    except InputError:
+        raise
     except Exception as exc:  # nibabel raises ImageFileError, OSError, EOFError, zlib.error...
         raise InputError(f"{path}: cannot read as NIfTI ({exc})") from exc
     if data.dtype.names:  # RGB24/RGBA32 NIfTI: structured dtype -> channel axis
@@ -154,6 +157,15 @@ def read_nifti(path: Path, modality: str | None = None) -> Image:
         modality=modality or "unknown",
         meta=meta,
     )
+
+
+def _check_nifti_dims(shape: tuple[int, ...], path: Path) -> None:
+    """Refuse a NIfTI header with a 4th+ axis longer than 1 (``(X, Y, Z, T...)``)."""
+    if len(shape) > 3 and any(s != 1 for s in shape[3:]):
+        raise InputError(
+            f"{path}: {len(shape)}D image of shape {shape} (x, y, z, t...); medseg expects "
+            "a 2D or 3D image (one file per channel, nnU-Net style)"
+        )
 
 
 def read_volume(path: Path, fmt: str, modality: str | None = None) -> Image:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
+from medseg.io.limits import DEFAULT_LIMITS, SizeLimits
 
 __all__ = ["ServerConfig", "is_loopback", "default_sample_store", "MiB"]
 
@@ -55,6 +56,9 @@ class ServerConfig:
         token: the access token; None makes :func:`medseg.server.app.create_app` generate one.
         max_upload_bytes: largest accepted upload (all files of one upload together).
         max_image_voxels: largest image (voxels) an upload may hold.
+        max_pixels, max_voxels: largest 2D image (pixels) / 3D volume (voxels) the server
+            decodes, checked from the file header before decoding (``medseg.io.limits``).
+        max_label_body_bytes: largest JSON body of a label save (RLE), separate from uploads.
         max_sessions: open annotation sessions kept (least recently used are closed).
         max_predictors: images (per view) whose embeddings are kept (LRU).
         slice_cache: slice embeddings kept per image and view (LRU; LiteMedSAM: 4 MiB each).
@@ -76,6 +80,9 @@ class ServerConfig:
     token: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 512 * MiB
     max_image_voxels: int = 1024**3 // 2
+    max_pixels: int = DEFAULT_LIMITS.max_pixels
+    max_voxels: int = DEFAULT_LIMITS.max_voxels
+    max_label_body_bytes: int = 64 * MiB
     max_sessions: int = 32
     max_predictors: int = 4
     slice_cache: int = 64
@@ -101,12 +108,18 @@ class ServerConfig:
             raise InputError(f"port must be 0..65535, got {self.port}")
         if self.token is not None and len(self.token) < 16:
             raise InputError("the access token must be at least 16 characters long")
-        for name in ("max_upload_bytes", "max_image_voxels", "max_sessions"):
+        for name in ("max_upload_bytes", "max_image_voxels", "max_sessions", "max_pixels",
+                     "max_voxels", "max_label_body_bytes"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_predictors", "slice_cache", "max_images_loaded"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def size_limits(self) -> SizeLimits:
+        """``max_pixels``/``max_voxels`` as the readers' :class:`SizeLimits`."""
+        return SizeLimits(int(self.max_pixels), int(self.max_voxels))
 
     @property
     def host_names(self) -> tuple[str, ...]:

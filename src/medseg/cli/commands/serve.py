@@ -47,6 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--max-upload-mb", type=int, default=512, help="largest upload in MiB")
     parser.add_argument(
+        "--max-pixels", type=int, default=None, metavar="N",
+        help="largest 2D image (pixels) the server decodes, checked from the file header "
+        "(default 100000000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-voxels", type=int, default=None, metavar="N",
+        help="largest 3D volume (voxels) the server decodes, checked from the file header "
+        "(default 400000000: a 512 x 512 x 600 CT is 157 M)",
+    )  # fmt: skip
+    parser.add_argument(
         "--cors-origin", action="append", default=[], metavar="ORIGIN",
         help="allow this browser origin to call the API (repeatable; default: none)",
     )  # fmt: skip
@@ -71,6 +81,7 @@ def _config(args: argparse.Namespace) -> object:
         if not data_dir.is_dir():
             raise InputError(f"{data_dir}: not a folder")
     options = {"backend": args.backend, "num_threads": args.threads}
+    limits = {k: getattr(args, k) for k in ("max_pixels", "max_voxels")}
     return ServerConfig(
         data_dir=data_dir,
         host=args.host,
@@ -82,6 +93,7 @@ def _config(args: argparse.Namespace) -> object:
         cors_origins=tuple(args.cors_origin),
         auto_model=args.auto_model,
         auto_options=tuple(auto_predict_options(args).items()),
+        **{k: v for k, v in limits.items() if v is not None},
     )
 
 
@@ -106,10 +118,12 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from medseg.io.limits import set_default_limits
     from medseg.server.app import create_app, load_model
     from medseg.server.sessions import warm_up
 
     config = _config(args)
+    set_default_limits(config.size_limits)  # every image this process decodes
     sock = _bind(config.host, config.port)
     log.info("datastore: %s", config.data_dir)
     log.info("loading model %s ...", config.model)

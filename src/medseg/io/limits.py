@@ -1,0 +1,245 @@
+"""Image size read from file headers only, checked against a limit before any decode.
+
+A 74-byte PNG can claim 60000 x 60000 pixels and a 500 KB ``.nii.gz`` a gigavoxel volume;
+decoding them would take gigabytes. ``check_size`` reads only the header (Pillow's lazy
+``open``, tifffile's page and series headers, nibabel's header, SimpleITK's
+``ReadImageInformation`` for NRRD/MetaImage, pydicom with ``stop_before_pixels``, NumPy's
+``.npy`` header) and raises ``InputError`` when the image is larger than ``SizeLimits``:
+
+- 2D images (``(H, W[, C])``): at most ``max_pixels`` pixels (default 100 M);
+- 3D volumes (``(Z, Y, X[, C])``) and stacks: at most ``max_voxels`` voxels (default 400 M,
+  so a 512 x 512 x 600 CT of 157 M voxels passes).
+
+Channels are not counted (an RGB pixel is one pixel). Every reader of ``medseg.io.load``
+calls the check; ``medseg serve --max-pixels/--max-voxels`` change the process default
+(``set_default_limits``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import InputError
+
+__all__ = [
+    "SizeLimits",
+    "DEFAULT_LIMITS",
+    "default_limits",
+    "set_default_limits",
+    "header_shape",
+    "check_shape",
+    "check_size",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """Largest image sizes medseg decodes.
+
+    Attributes:
+        max_pixels: pixels of a 2D image (``H * W``, channels not counted).
+        max_voxels: voxels of a 3D volume or stack (``Z * Y * X``, channels not counted).
+    """
+
+    max_pixels: int = 100_000_000
+    max_voxels: int = 400_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_voxels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
+#: The limits used when a reader is given none (see ``set_default_limits``).
+DEFAULT_LIMITS = SizeLimits()
+_current: list[SizeLimits] = [DEFAULT_LIMITS]
+
+
+def default_limits() -> SizeLimits:
+    """The process-wide limits used when ``load`` is given none."""
+    return _current[0]
+
+
+def set_default_limits(limits: SizeLimits) -> None:
+    """Change the process-wide default (``medseg serve --max-pixels/--max-voxels``)."""
+    if not isinstance(limits, SizeLimits):
+        raise InputError(f"limits must be a SizeLimits, got {type(limits).__name__}")
+    _current[0] = limits
+
+
+def check_shape(shape: tuple[int, ...], path: Path | str, limits: SizeLimits | None = None) -> None:
+    """Raise ``InputError`` naming ``path`` when a spatial ``shape`` exceeds ``limits``.
+
+    ``shape`` is the spatial shape in array order, channels excluded: ``(H, W)`` is checked
+    against ``max_pixels``, anything with more axes (``(Z, Y, X)``, stacks) against
+    ``max_voxels``. Negative sizes are refused as corrupt headers.
+    """
+    limits = limits or default_limits()
+    dims = [int(s) for s in shape]
+    if any(s < 0 for s in dims):
+        raise InputError(f"{path}: header gives a negative size {tuple(dims)}; file is corrupt")
+    n = math.prod(dims)
+    two_d = len(dims) <= 2
+    limit = limits.max_pixels if two_d else limits.max_voxels
+    if n > limit:
+        what, unit, option = (
+            ("2D image", "pixels", "max_pixels") if two_d else ("volume", "voxels", "max_voxels")
+        )
+        raise InputError(
+            f"{path}: {what} of size {' x '.join(map(str, dims))} ({n:,} {unit}) is larger "
+            f"than the limit of {limit:,} {unit} ({option}); refused before decoding"
+        )
+
+
+def check_size(
+    path: str | os.PathLike[str], fmt: str, limits: SizeLimits | None = None
+) -> tuple[int, ...] | None:
+    """Check the header size of ``path`` (format ``fmt``) against ``limits``.
+
+    Returns the spatial shape read from the header (array order, channels excluded), or
+    None when the format keeps its size elsewhere (DICOM folders are checked per series by
+    ``medseg.io.dicom``). Raises ``InputError`` for a too-large image or an unreadable
+    header.
+    """
+    p = Path(path)
+    if fmt == "dicom" and p.is_dir():
+        return None
+    shape = header_shape(p, fmt)
+    if shape is not None:
+        check_shape(shape, p, limits)
+    return shape
+
+
+def header_shape(path: Path, fmt: str) -> tuple[int, ...] | None:
+    """Spatial shape ``(H, W)`` or ``(Z, Y, X)`` (stacks: all leading axes) from the header.
+
+    Singleton leading axes are dropped; channel axes are not included. Unreadable headers
+    raise ``InputError``.
+    """
+    readers = {
+        "png": _pil_shape,
+        "jpeg": _pil_shape,
+        "bmp": _pil_shape,
+        "tiff": _tiff_shape,
+        "nifti": _nifti_shape,
+        "nrrd": _sitk_shape,
+        "metaimage": _sitk_shape,
+        "dicom": _dicom_shape,
+        "npy": _npy_shape,
+        "npz": _npz_shape,
+    }
+    reader = readers.get(fmt)
+    if reader is None:
+        return None
+    shape = tuple(int(s) for s in reader(path))
+    while len(shape) > 2 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _pil_shape(path: Path) -> tuple[int, ...]:
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(path) as im:  # lazy: reads the header, not the pixels
+            width, height = im.size
+    except PILImage.DecompressionBombError as exc:
+        raise InputError(f"{path}: image is too large to decode safely ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read image header ({exc})") from exc
+    return (height, width)
+
+
+def _tiff_shape(path: Path) -> tuple[int, ...]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes = tuple(series.shape), series.axes
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read TIFF header ({exc})") from exc
+    return tuple(s for s, a in zip(shape, axes, strict=False) if a != "S")
+
+
+def _nifti_shape(path: Path) -> tuple[int, ...]:
+    import nibabel as nib
+
+    try:
+        header = nib.load(str(path)).header  # lazy: the data stay on disk
+        shape = tuple(int(s) for s in header.get_data_shape())
+    except Exception as exc:  # nibabel raises ImageFileError, OSError, EOFError, zlib.error...
+        raise InputError(f"{path}: cannot read NIfTI header ({exc})") from exc
+    return shape[::-1]
+
+
+def _sitk_shape(path: Path) -> tuple[int, ...]:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise InputError(f"{path}: cannot read header ({lines[-1] if lines else exc})") from exc
+    return tuple(int(s) for s in reader.GetSize())[::-1]
+
+
+def _dicom_shape(path: Path) -> tuple[int, ...]:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        rows = int(ds.get("Rows", 0) or 0)
+        cols = int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except Exception as exc:  # pydicom raises InvalidDicomError, OSError, ValueError...
+        raise InputError(f"{path}: cannot read DICOM header ({exc})") from exc
+    return (frames, rows, cols) if frames > 1 else (rows, cols)
+
+
+def _npy_dims(shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
+    """Spatial dims of a NumPy array: a trailing 3/4 axis of uint8 is colour channels."""
+    rgb = len(shape) == 3 and shape[-1] in (3, 4) and str(dtype) == "uint8"
+    return shape[:-1] if rgb else shape
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    import numpy as np
+
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(fh)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read NPY header ({exc})") from exc
+    return _npy_dims(tuple(shape), dtype)
+
+
+def _npz_shape(path: Path) -> tuple[int, ...]:
+    from medseg.io.arrays import npz_arrays
+
+    try:
+        arrays = npz_arrays(path)
+    except zipfile.BadZipFile as exc:  # pragma: no cover - npz_arrays wraps it
+        raise InputError(f"{path}: cannot read NPZ ({exc})") from exc
+    if not arrays:
+        return (0, 0)
+    largest = max(arrays, key=lambda a: math.prod(a["shape"]))
+    return _npy_dims(tuple(largest["shape"]), largest["dtype"])
