@@ -312,14 +312,9 @@ class Predictor:
             )
             pred = self._predict_2d(prompts, False, stacked=False)
             return replace(pred, info={**pred.info, **info})
-        if z is None:
-            raise PromptError("this image is 3D: give slice_index=z, the slice of the prompts")
-        z = validate_slice_index(z, image.shape[0])
-        prompts = self._prompt_set(
-            image.shape[1:], box, None, points, point_labels, mask_input, z, scribbles
-        )
-        d = self.model.decode(self.embedding(z), prompts)
-        return corrected_volume(seed, z, d.logits[0, 0], float(d.scores[0, 0]), image, info)
+        one = self._predict_slice((box, None, points, point_labels, mask_input, scribbles), z, None)
+        z = one.info["slice_index"]
+        return corrected_volume(seed, z, one.logits, one.score, image, info)
 
     def _predict_2d(self, prompts: PromptSet, multimask: bool, stacked: bool) -> Prediction:
         decoded = self.model.decode(self.embedding(), prompts, multimask=multimask)
