@@ -37,12 +37,20 @@ from medseg.io.formats import is_dicom_file
 from medseg.io.image import Image
 from medseg.io.limits import SizeLimits, check_shape
 
-__all__ = ["DicomSeriesInfo", "list_dicom_series", "read_dicom", "read_series_headers"]
+__all__ = [
+    "NON_IMAGE_MODALITIES",
+    "DicomSeriesInfo",
+    "list_dicom_series",
+    "read_dicom",
+    "read_series_headers",
+]
 
 log = logging.getLogger(__name__)
 
 _DICOMDIR_SOP = "1.2.840.10008.1.3.10"
-_NON_IMAGE = ("SEG", "RTSTRUCT", "SR", "PR", "KO", "REG")
+#: Modalities of series that hold no image to segment (segmentations, structures, reports,
+#: presentation states, key objects, registrations, RT plans and doses).
+NON_IMAGE_MODALITIES = ("SEG", "RTSTRUCT", "SR", "PR", "KO", "REG", "RTPLAN", "RTDOSE")
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,7 @@ def choose_series(directory: Path, series_uid: str | None) -> tuple[DicomSeriesI
             raise InputError(f"{directory}: no series {series_uid}; the folder has: {have}")
         return match[0], len(series)
     # Derived objects (segmentations, structure sets) are not the image to read.
-    images = [s for s in series if s.modality not in _NON_IMAGE] or series
+    images = [s for s in series if s.modality.upper() not in NON_IMAGE_MODALITIES] or series
     chosen = images[0]
     if len(series) > 1:
         log.info(

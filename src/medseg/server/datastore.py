@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError, MedsegError
+from medseg.io.dicom import NON_IMAGE_MODALITIES
 from medseg.io.formats import detect_format, is_dicom_file
 from medseg.io.image import Image
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 #: Regular expression of an image id (used to validate path parameters).
 IMAGE_ID = r"^[0-9a-f]{16}$"
 _LISTED = ("nifti", "nrrd", "metaimage", "png", "jpeg", "bmp", "tiff")
-_NON_IMAGE = ("SEG", "RTSTRUCT", "SR", "PR", "KO", "REG", "RTPLAN", "RTDOSE")
 _SKIP_DIRS = ("labels", "__pycache__", "node_modules")
 
 
@@ -190,7 +190,7 @@ class Datastore:
         rel = folder.relative_to(self.root).as_posix()
         named = []
         for s in series:
-            if s.modality.upper() in _NON_IMAGE:
+            if s.modality.upper() in NON_IMAGE_MODALITIES:
                 continue
             label = s.files[0].name if s.num_files == 1 else (s.description or s.modality)
             shown = f"{rel}/{label}" if rel != "." else label
