@@ -1,0 +1,81 @@
+"""Training-time augmentation for classification batches.
+
+Geometric: random flips and a small random affine (rotation, scale, shift) on the whole batch
+``(B, C, H, W)`` / ``(B, C, Z, Y, X)`` (torch). Photometric: with probability ``corrupt_p`` a
+sample gets one MedMNIST-C corruption (random family, severity 1..5), so the network sees the
+shifts it is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medseg.classify.corrupt import CORRUPTIONS, SEVERITIES, corrupt
+
+__all__ = ["AugmentConfig", "augment_batch"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation strengths; ``AugmentConfig(enabled=False)`` passes batches through.
+
+    Attributes:
+        flip_axes: spatial axes (0 = first spatial axis) flipped with probability 0.5 each.
+        rotate_deg: maximum rotation in the (Y, X) plane (2D and 3D).
+        scale: maximum relative zoom in or out.
+        shift: maximum shift as a fraction of the image size.
+        corrupt_p: probability that a sample gets one random corruption.
+    """
+
+    enabled: bool = True
+    flip_axes: tuple[int, ...] = (-1,)
+    rotate_deg: float = 15.0
+    scale: float = 0.1
+    shift: float = 0.08
+    corrupt_p: float = 0.5
+
+
+def _affine_matrices(n: int, dims: int, cfg: AugmentConfig, rng: np.random.Generator) -> Any:
+    """``(n, dims, dims + 1)`` random affine matrices for ``affine_grid``."""
+    import torch
+
+    theta = np.zeros((n, dims, dims + 1), dtype=np.float32)
+    for i in range(n):
+        a = math.radians(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg))
+        s = 1.0 + rng.uniform(-cfg.scale, cfg.scale)
+        rot = np.eye(dims)
+        rot[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
+        theta[i, :, :dims] = rot / s
+        theta[i, :, dims] = rng.uniform(-cfg.shift, cfg.shift, dims) * 2
+    return torch.from_numpy(theta)
+
+
+def augment_batch(x: Any, cfg: AugmentConfig, rng: np.random.Generator) -> Any:
+    """Augmented copy of a float batch ``(B, C, *spatial)`` in ``[0, 1]`` (torch tensor)."""
+    import torch
+    import torch.nn.functional as F
+
+    if not cfg.enabled:
+        return x
+    dims = x.ndim - 2
+    if cfg.corrupt_p > 0:
+        arr = x.numpy().copy()
+        names = sorted(CORRUPTIONS)
+        for i in np.flatnonzero(rng.random(len(arr)) < cfg.corrupt_p):
+            name = names[rng.integers(len(names))]
+            arr[i] = corrupt(arr[i], name, int(rng.choice(SEVERITIES)), rng)
+        x = torch.from_numpy(arr)
+    for axis in cfg.flip_axes:
+        flip = torch.from_numpy(rng.random(len(x)) < 0.5)
+        if flip.any():
+            x = x.clone()
+            x[flip] = x[flip].flip(axis if axis < 0 else 2 + axis)
+    if cfg.rotate_deg or cfg.scale or cfg.shift:
+        theta = _affine_matrices(len(x), dims, cfg, rng)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return x.clamp(0.0, 1.0)
