@@ -79,13 +79,16 @@ def test_labels_survive_a_restart(make_api, store: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "status"),
     [
-        (lambda b: b["data"].update(shape=[64, 64]), 400),
-        (lambda b: b["data"]["counts"].__setitem__(0, b["data"]["counts"][0] + 1), 400),
+        (lambda b: b["data"].update(shape=[64, 64]), 422),  # counts do not add up
+        (lambda b: b["data"]["counts"].__setitem__(0, b["data"]["counts"][0] + 1), 422),
         (lambda b: b.update(labels=b["labels"][:1]), 400),  # value 2 has no name
         (lambda b: b["labels"][0].update(color="red"), 422),
         (lambda b: b["labels"][1].update(value=1), 400),
         (lambda b: b["labels"][0].update(name=""), 422),
-        (lambda b: b["data"]["counts"].__setitem__(0, -1), 400),
+        (lambda b: b["data"]["counts"].__setitem__(0, -1), 422),
+        (lambda b: b["data"]["values"].__setitem__(0, 70000), 422),
+        (lambda b: b["data"].update(shape=[2**20, 2**20]), 422),
+        (lambda b: b["data"]["values"].append(0), 422),
     ],
 )
 def test_bad_label_saves_are_rejected(api: Api, store: Path, mutate, status: int) -> None:

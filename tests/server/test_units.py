@@ -56,8 +56,14 @@ def test_rle_documented_example_and_errors() -> None:
         rle_decode([2, 2], [0, 1], [2, 3])
     with pytest.raises(InputError, match="values but"):
         rle_decode([2, 2], [0], [2, 2])
-    with pytest.raises(InputError, match="non-negative"):
+    with pytest.raises(InputError, match=r"lie in 0\.\.4"):
         rle_decode([2, 2], [0, 1], [5, -1])
+    with pytest.raises(InputError, match="more than"):
+        rle_decode([2**20, 2**20], [0], [2**40])
+    with pytest.raises(InputError, match="runs, more than"):
+        rle_decode([2, 2], [0, 1, 0, 1, 0], [1, 1, 1, 1, 0])
+    with pytest.raises(InputError, match="must be integers"):
+        rle_decode(["a", 2], [0], [2])
     with pytest.raises(InputError, match="lie in"):
         rle_decode([1], [256], [1])
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -37,6 +38,7 @@ from medseg.server.config import MiB, ServerConfig
 from medseg.server.datastore import Datastore, NotFound
 from medseg.server.labelstore import LabelStore
 from medseg.server.routes import images, labels, sessions, system
+from medseg.server.schemas import request_validation_handler
 from medseg.server.sessions import SessionManager, warm_up
 from medseg.server.state import ServerState
 from medseg.server.uploads import UnsupportedType
@@ -101,6 +103,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         (MedsegError, 400),
     ):
         app.add_exception_handler(exc_type, _error(status))
+    # 422 without the rejected input (NaN or megabytes of a body): never a 500.
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
 
 
 def _add_middleware(app: FastAPI, config: ServerConfig) -> None:
@@ -181,7 +185,7 @@ def create_app(config: ServerConfig, *, model: Any = None, auto_model: Any = Non
         lifespan=lifespan,
     )
     app.state.medseg = state
-    guard = [Depends(token_dependency(token, config.port))]
+    guard = [Depends(token_dependency(token, config.port, config.cors_origins))]
     for module in (system, images, sessions, labels):
         app.include_router(module.router, dependencies=guard)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -5,6 +5,12 @@ The token is checked on every ``/api`` request, compared in constant time
 browser app gets it once from the URL printed at start-up (``/?token=...``), which the
 server moves into an ``HttpOnly``, ``SameSite=Strict`` cookie and removes from the address
 bar. The cookie name contains the port, so two servers on one machine do not clash.
+
+Cookies are sent by the browser on its own, also to requests another page makes (and
+``SameSite`` does not separate two ports of ``127.0.0.1``). So a write (POST, PUT, PATCH,
+DELETE) authenticated by the cookie, or made without auth, is refused with 403 when its
+``Origin`` (or, without one, its ``Referer``) is not the server's own origin. Requests
+with the bearer header are not checked: a page cannot add that header to a foreign server.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 __all__ = [
@@ -23,6 +30,7 @@ __all__ = [
     "cookie_name",
     "token_matches",
     "token_dependency",
+    "same_origin",
     "BodySizeLimit",
     "SecurityHeaders",
 ]
@@ -48,19 +56,70 @@ def token_matches(presented: str | None, token: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
 
 
-def token_dependency(token: str | None, port: int) -> Callable[..., Any]:
-    """A FastAPI dependency accepting the bearer header or the cookie (no-op without auth)."""
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(url: str) -> str | None:
+    """``scheme://host:port`` of ``url`` (lower case, default port filled in), or None."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port or _DEFAULT_PORTS[parts.scheme]}".lower()
+
+
+def same_origin(request: Request, allowed: tuple[str, ...] = ()) -> bool:
+    """True when the request's ``Origin`` (else ``Referer``) is the server's own origin
+    (the scheme and ``Host`` the request was sent to) or one of ``allowed``; requests with
+    neither header (command-line clients) count as same-origin. ``Origin: null`` does not."""
+    claimed = request.headers.get("origin")
+    if claimed is None:
+        claimed = request.headers.get("referer")
+        if claimed is None:
+            return True
+    origin = _origin_of(claimed)
+    if origin is None:
+        return False
+    own = _origin_of(f"{request.url.scheme}://{request.headers.get('host', '')}")
+    return origin == own or origin in {_origin_of(a) for a in allowed}
+
+
+def _refuse_cross_origin(request: Request, allowed: tuple[str, ...]) -> None:
+    if request.method.upper() in _WRITES and not same_origin(request, allowed):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "cross-origin request refused: this write did not come from the medseg app's own "
+            "page (Origin/Referer differ); scripts should send 'Authorization: Bearer <token>'",
+        )
+
+
+def token_dependency(
+    token: str | None, port: int, allowed_origins: tuple[str, ...] = ()
+) -> Callable[..., Any]:
+    """A FastAPI dependency accepting the bearer header or the cookie.
+
+    Writes authenticated by the cookie, or made without auth (``token`` None), must come
+    from the server's own origin or one of ``allowed_origins`` (see the module docstring).
+    """
     bearer = HTTPBearer(auto_error=False, description="the token printed by `medseg serve`")
     cookie = APIKeyCookie(name=cookie_name(port), auto_error=False)
+    allowed = tuple(allowed_origins)
 
     async def require_token(
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
         cookie_value: str | None = Depends(cookie),
     ) -> None:
-        if token is None:
-            return
         presented = credentials.credentials if credentials is not None else None
-        if token_matches(presented, token) or token_matches(cookie_value, token):
+        if token is not None and token_matches(presented, token):
+            return
+        if token is None or token_matches(cookie_value, token):
+            _refuse_cross_origin(request, allowed)
             return
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

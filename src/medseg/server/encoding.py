@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,12 @@ __all__ = [
     "png_decode_mask",
     "encode_mask",
     "png_bytes",
+    "MAX_RLE_SIZE",
+    "check_rle",
 ]
+
+#: Largest array an RLE may describe (2**31 elements: far above any image medseg decodes).
+MAX_RLE_SIZE = 2**31
 
 
 def rle_encode(array: np.ndarray) -> dict[str, Any]:
@@ -49,6 +55,39 @@ def rle_encode(array: np.ndarray) -> dict[str, Any]:
     }
 
 
+def check_rle(
+    shape: Sequence[int], values: Sequence[int], counts: Sequence[int]
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """The one rule for a consistent RLE (used by :func:`rle_decode` and the request
+    schema): integer shape of at most ``MAX_RLE_SIZE`` elements, as many values as counts,
+    no more runs than elements, counts in ``0..size`` adding up to the size. Returns the
+    shape and the values and counts as int64 arrays; raises ``InputError``."""
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"RLE shape must be integers ({exc})") from exc
+    if any(s < 0 for s in shape):
+        raise InputError(f"RLE shape must be non-negative, got {shape}")
+    size = math.prod(shape)
+    if size > MAX_RLE_SIZE:
+        raise InputError(f"RLE shape {shape} has {size} elements, more than {MAX_RLE_SIZE}")
+    try:
+        vals = np.asarray(values, dtype=np.int64)
+        cnts = np.asarray(counts, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"RLE values and counts must be 64-bit integers ({exc})") from exc
+    if vals.ndim != 1 or vals.shape != cnts.shape:
+        raise InputError(f"RLE has {vals.size} values but {cnts.size} counts")
+    if cnts.size > max(size, 1):
+        raise InputError(f"RLE has {cnts.size} runs, more than the {size} elements of {shape}")
+    if cnts.size and (cnts.min() < 0 or cnts.max() > size):
+        raise InputError(f"RLE counts must lie in 0..{size} (the size of shape {shape})")
+    total = int(cnts.sum())  # <= size * size: no int64 overflow below MAX_RLE_SIZE
+    if total != size:
+        raise InputError(f"RLE counts add up to {total}, but shape {shape} has {size}")
+    return shape, vals, cnts
+
+
 def rle_decode(
     shape: Sequence[int],
     values: Sequence[int],
@@ -56,18 +95,7 @@ def rle_decode(
     dtype: Any = np.uint8,
 ) -> np.ndarray:
     """Inverse of :func:`rle_encode`; raises ``InputError`` for inconsistent runs."""
-    shape = tuple(int(s) for s in shape)
-    if any(s < 0 for s in shape):
-        raise InputError(f"RLE shape must be non-negative, got {shape}")
-    vals = np.asarray(values, dtype=np.int64)
-    cnts = np.asarray(counts, dtype=np.int64)
-    if vals.ndim != 1 or vals.shape != cnts.shape:
-        raise InputError(f"RLE has {vals.size} values but {cnts.size} counts")
-    if cnts.size and cnts.min() < 0:
-        raise InputError("RLE counts must be non-negative")
-    size = int(np.prod(shape, dtype=np.int64))
-    if int(cnts.sum()) != size:
-        raise InputError(f"RLE counts add up to {int(cnts.sum())}, but shape {shape} has {size}")
+    shape, vals, cnts = check_rle(shape, values, counts)
     info = np.iinfo(dtype)
     if vals.size and (vals.min() < info.min or vals.max() > info.max):
         raise InputError(f"RLE values must lie in {info.min}..{info.max}")
@@ -95,9 +123,16 @@ def png_decode_mask(shape: Sequence[int], data: str) -> np.ndarray:
     """Inverse of :func:`png_encode_mask`."""
     from PIL import Image as PILImage
 
-    with PILImage.open(io.BytesIO(base64.b64decode(data))) as im:
-        arr = np.asarray(im.convert("L")) > 0
-    return arr.reshape(tuple(int(s) for s in shape))
+    try:
+        with PILImage.open(io.BytesIO(base64.b64decode(data, validate=True))) as im:
+            if im.width * im.height > MAX_RLE_SIZE:
+                raise InputError(f"PNG mask of {im.width} x {im.height} pixels is too large")
+            arr = np.asarray(im.convert("L")) > 0
+        return arr.reshape(tuple(int(s) for s in shape))
+    except InputError:
+        raise
+    except (PILImage.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot decode the PNG mask ({exc})") from exc
 
 
 def encode_mask(mask: np.ndarray, encoding: str) -> dict[str, Any]:

@@ -12,8 +12,13 @@ Per version there are two files:
 
 The version number is claimed by creating the JSON file exclusively (``O_EXCL``) before
 anything is written, so two savers (threads or processes) never get the same number; the
-data file is written atomically (temporary file, then rename) and the JSON last, so a
-version is listed only once it is complete.
+data file is written atomically (temporary file, ``fsync``, rename, ``fsync`` of the
+folder) and the JSON last, so a version is listed only once it is complete.
+
+A crash (``kill -9``) can leave an empty claim file and temporary files behind; the store
+sweeps those older than ``ORPHAN_AGE_S`` when it is created (server start-up). A bad
+entry in the labels folder (a symbolic link out of it, an unreadable file) hides that
+image's versions and refuses saves for it, and affects no other image.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,14 +38,19 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import InputError
+from medseg.io.atomic import fsync_dir
 from medseg.io.image import Image, LabelMap
 from medseg.server.datastore import Datastore, ImageEntry, NotFound, inside
 
-__all__ = ["LabelInfo", "VersionInfo", "LabelStore"]
+__all__ = ["LabelInfo", "VersionInfo", "LabelStore", "ORPHAN_AGE_S"]
 
 log = logging.getLogger(__name__)
 
 _VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
+_TEMP_FILE = re.compile(r"^\.v\d{4,}\..+")  # atomic_path's temporaries of vNNNN.* files
+_DATA_SUFFIXES = (".png", ".nii.gz")
+#: Claim and temporary files older than this (seconds) are a crashed save's leftovers.
+ORPHAN_AGE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -93,10 +104,46 @@ class VersionInfo:
 class LabelStore:
     """Versioned label maps of the images of a :class:`Datastore` (thread-safe)."""
 
-    def __init__(self, datastore: Datastore) -> None:
+    def __init__(self, datastore: Datastore, sweep: bool = True) -> None:
         self.datastore = datastore
         self._lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        if sweep:
+            self.sweep_orphans()
+
+    def sweep_orphans(self, min_age_s: float = ORPHAN_AGE_S) -> list[str]:
+        """Remove what crashed saves left: empty claim files (with the data file of their
+        version) and temporary files, older than ``min_age_s``; returns their relative
+        paths. Saves in progress (younger files) are left alone."""
+        base = self.datastore.labels_dir
+        if not base.is_dir():
+            return []
+        now = time.time()
+        removed: list[str] = []
+        for dirpath, _, filenames in os.walk(base, followlinks=False):
+            folder = Path(dirpath)
+            for name in filenames:
+                path = folder / name
+                try:
+                    st = path.lstat()
+                except OSError:
+                    continue
+                if now - st.st_mtime < min_age_s or not path.is_file() or path.is_symlink():
+                    continue
+                victims = []
+                if _TEMP_FILE.match(name):
+                    victims = [path]
+                elif _VERSION_FILE.match(name) and st.st_size == 0:
+                    stem = name[: -len(".json")]
+                    victims = [path, *(folder / f"{stem}{ext}" for ext in _DATA_SUFFIXES)]
+                for victim in victims:
+                    with contextlib.suppress(FileNotFoundError):
+                        victim.unlink()
+                        removed.append(victim.relative_to(base).as_posix())
+        if removed:
+            log.warning("removed %d files left by interrupted label saves: %s", len(removed),
+                        ", ".join(removed[:10]))  # fmt: skip
+        return removed
 
     def folder(self, entry: ImageEntry) -> Path:
         """The image's label folder (inside ``<datastore>/labels``)."""
@@ -112,21 +159,35 @@ class LabelStore:
 
     # ---- reading ---------------------------------------------------------------------
     def versions(self, entry: ImageEntry) -> list[VersionInfo]:
-        """Complete versions, oldest first."""
-        folder = self.folder(entry)
-        if not folder.is_dir():
+        """Complete versions, oldest first.
+
+        An unusable label folder (a link out of ``labels/``, unreadable) gives no versions
+        (logged), so it affects only this image; unreadable version files are skipped.
+        """
+        try:
+            folder = self.folder(entry)
+            if not folder.is_dir():
+                return []
+            paths = [p for p in folder.iterdir() if _VERSION_FILE.match(p.name)]
+        except (InputError, OSError) as exc:
+            log.warning("labels of %s are not readable: %s", entry.name, exc)
             return []
-        out = []
-        for path in folder.iterdir():
-            if not _VERSION_FILE.match(path.name):
-                continue
-            try:
-                info = VersionInfo.from_dict(json.loads(path.read_text()))
-            except (ValueError, KeyError, TypeError):
-                continue  # a version being written (claimed, still empty) or a foreign file
-            if (folder / info.file).is_file() and inside(folder, folder / info.file):
-                out.append(info)
+        out = [info for p in paths if (info := self._version_file(folder, p)) is not None]
         return sorted(out, key=lambda v: v.version)
+
+    @staticmethod
+    def _version_file(folder: Path, path: Path) -> VersionInfo | None:
+        """The version described by ``path``, or None for a claimed (still empty), foreign,
+        unreadable or linked-out file, or one whose data file is missing."""
+        try:
+            if not inside(folder, path) or not path.is_file():
+                return None
+            info = VersionInfo.from_dict(json.loads(path.read_text()))
+            data = folder / info.file
+            ok = data.is_file() and inside(folder, data) and data.parent == folder
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
+            return None
+        return info if ok else None
 
     def get(self, entry: ImageEntry, version: int | str) -> VersionInfo:
         """Version ``version`` (an int or ``"latest"``); raises ``NotFound``."""
@@ -147,7 +208,11 @@ class LabelStore:
         from medseg.io.readers import load_label
 
         info = self.get(entry, version)
-        labels = load_label(self.folder(entry) / info.file).array
+        try:
+            labels = load_label(self.folder(entry) / info.file).array
+        except InputError as exc:  # the message starts with the absolute path: drop it
+            reason = str(exc).replace(str(self.folder(entry)) + os.sep, "")
+            raise InputError(f"{entry.name}: label version {info.version}: {reason}") from exc
         if labels.shape != image.shape:
             raise InputError(
                 f"{entry.name}: label version {info.version} has shape {labels.shape}, "
@@ -168,6 +233,7 @@ class LabelStore:
             except FileExistsError:
                 continue
             os.close(fd)
+            fsync_dir(folder)
             return n
 
     def save(
@@ -218,7 +284,7 @@ class LabelStore:
                     with contextlib.suppress(FileNotFoundError):
                         p.unlink()
                 raise
-        log.info("saved labels of %s as version %d (%s)", entry.name, n, folder / data_name)
+        log.info("saved labels of %s as version %d (%s)", entry.name, n, data_name)
         return info
 
     def restore(self, entry: ImageEntry, version: int, image: Image) -> VersionInfo:

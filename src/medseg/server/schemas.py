@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from medseg.errors import InputError
+from medseg.server.encoding import MAX_RLE_SIZE, check_rle
 
 __all__ = [
     "ViewName",
@@ -32,6 +35,8 @@ __all__ = [
     "AutoRequest",
     "AutoClass",
     "AutoResponse",
+    "public_errors",
+    "request_validation_handler",
 ]
 
 ViewName = Literal["axial", "coronal", "sagittal"]
@@ -132,11 +137,28 @@ class PrepareResponse(BaseModel):
     latency_ms: float
 
 
+_Dim = Annotated[int, Field(ge=1, le=MAX_RLE_SIZE)]
+_Value = Annotated[int, Field(ge=0, le=65535)]
+_Count = Annotated[int, Field(ge=0, le=MAX_RLE_SIZE)]
+
+
 class RLE(_Strict):
+    """Run-length encoded mask or label map (see :mod:`medseg.server.encoding`); checked
+    while parsed: values 0..65535, counts non-negative, as many values as counts, and the
+    counts adding up to the size of ``shape``."""
+
     encoding: Literal["rle"] = "rle"
-    shape: list[int] = Field(min_length=2, max_length=3)
-    values: list[int]
-    counts: list[int]
+    shape: list[_Dim] = Field(min_length=2, max_length=3)
+    values: list[_Value]
+    counts: list[_Count]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RLE:
+        try:
+            check_rle(self.shape, self.values, self.counts)
+        except InputError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
 
 
 class Scribble(_Strict):
@@ -236,3 +258,24 @@ class AutoResponse(BaseModel):
     classes: list[AutoClass]
     model_ms: float = Field(description="time in the automatic model (0: cached result)")
     latency_ms: float
+
+
+# ---- error bodies ------------------------------------------------------------------------
+def public_errors(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors as JSON-safe dicts: ``loc``, ``msg`` and ``type`` only.
+
+    pydantic's errors also carry the rejected ``input`` (and ``ctx``), which may be NaN or
+    infinity (not JSON: rendering them failed with HTTP 500) or megabytes of a body.
+    """
+    out = []
+    for err in errors:
+        loc = [p if isinstance(p, int | str) else str(p) for p in err.get("loc", ())]
+        out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    return out
+
+
+async def request_validation_handler(request: Any, exc: Any) -> Any:
+    """FastAPI handler for ``RequestValidationError``: 422 with :func:`public_errors`."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": public_errors(exc.errors())}, status_code=422)

@@ -6,18 +6,27 @@ written to a hidden staging folder inside the datastore (``uploads/.incoming``, 
 listed), checked, decoded with :func:`medseg.io.load`, and only then moved to
 ``uploads/<name>`` (DICOM: ``uploads/<name>/``). Names are reduced to their last component
 and safe characters, so no upload can land outside ``uploads/``.
+
+The image size is checked from the header before decoding (``medseg.io.limits``, bounded
+also by ``max_voxels``); every file of a DICOM series must be a readable DICOM file of
+that one series (a corrupt ``.dcm`` refuses the upload); error messages name the
+client's file names, never server paths. Staging folders older than ``STALE_STAGING_S``
+(left by a crash) are removed when the next upload starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.io.image import Image
 from medseg.server.datastore import Datastore, ImageEntry, inside
 
 __all__ = [
@@ -30,7 +39,13 @@ __all__ = [
     "staging_dir",
     "store_upload",
     "discard",
+    "STALE_STAGING_S",
 ]
+
+log = logging.getLogger(__name__)
+
+#: Staging folders older than this (seconds) belong to no running upload.
+STALE_STAGING_S = 3600.0
 
 #: Extension -> format of accepted uploads (longest suffixes are matched first).
 UPLOAD_TYPES: dict[str, str] = {
@@ -114,16 +129,79 @@ def _unique(target: Path) -> Path:
 
 
 def staging_dir(datastore: Datastore) -> Path:
-    """A fresh hidden folder inside ``uploads/`` for one upload's files."""
-    folder = datastore.uploads_dir / ".incoming" / secrets.token_hex(8)
+    """A fresh hidden folder inside ``uploads/`` for one upload's files (stale folders of
+    crashed uploads are removed first)."""
+    incoming = datastore.uploads_dir / ".incoming"
+    sweep_staging(incoming)
+    folder = incoming / secrets.token_hex(8)
     folder.mkdir(parents=True)
     return folder
 
 
-def store_upload(datastore: Datastore, files: list[UploadedFile], max_voxels: int) -> ImageEntry:
-    """Check, decode and move staged ``files`` into ``uploads/``; returns the new image."""
+def sweep_staging(incoming: Path, min_age_s: float = STALE_STAGING_S) -> int:
+    """Remove staging folders under ``incoming`` older than ``min_age_s``; returns how many."""
+    if not incoming.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for folder in incoming.iterdir():
+        try:
+            old = now - folder.lstat().st_mtime >= min_age_s
+        except OSError:
+            continue
+        if old and folder.is_dir() and not folder.is_symlink():
+            discard(folder)
+            removed += 1
+    if removed:
+        log.warning("removed %d staging folders of interrupted uploads", removed)
+    return removed
+
+
+def _public(message: str, files: list[UploadedFile]) -> str:
+    """``message`` with the staging paths replaced by the client's file names."""
+    folder = str(files[0].path.parent)
+    for f in files:
+        message = message.replace(str(f.path), repr(f.filename))
+    return message.replace(folder + "/", "").replace(folder, "the upload")
+
+
+def _check_dicom_files(files: list[UploadedFile]) -> None:
+    """Every uploaded ``.dcm`` must parse as DICOM with image pixels of one series."""
+    import pydicom
+
+    series = set()
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f.path, stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises InvalidDicomError, OSError, ValueError...
+            raise InputError(f"{f.filename!r} is not a readable DICOM file ({exc})") from exc
+        uid = ds.get("SeriesInstanceUID")
+        if not uid or "Rows" not in ds or "Columns" not in ds:
+            raise InputError(f"{f.filename!r} is not a DICOM image (no series UID or size)")
+        series.add(str(uid))
+    if len(series) > 1:
+        raise InputError("the uploaded DICOM files belong to more than one series")
+
+
+def _decode(source: Path, fmt: str, files: list[UploadedFile], max_voxels: int) -> Image:
+    """Header size check, then the full decode; errors name the client's file names."""
+    from medseg.io.limits import SizeLimits, check_size, default_limits
     from medseg.io.readers import load
 
+    base = default_limits()
+    limits = SizeLimits(min(base.max_pixels, max_voxels), min(base.max_voxels, max_voxels))
+    try:
+        if fmt == "dicom":
+            _check_dicom_files(files)
+        check_size(source, fmt, limits)
+        return load(source, limits=limits)
+    except InputError as exc:
+        raise InputError(
+            f"{files[0].filename!r} cannot be decoded: {_public(str(exc), files)}"
+        ) from exc
+
+
+def store_upload(datastore: Datastore, files: list[UploadedFile], max_voxels: int) -> ImageEntry:
+    """Check, decode and move staged ``files`` into ``uploads/``; returns the new image."""
     if not files:
         raise InputError("no file uploaded")
     formats = {upload_format(f.filename) for f in files}
@@ -135,12 +213,12 @@ def store_upload(datastore: Datastore, files: list[UploadedFile], max_voxels: in
             raise UnsupportedType(f"{f.filename!r} is not a {fmt} file (wrong signature)")
     staged = files[0].path.parent
     source = staged if fmt == "dicom" else files[0].path
-    try:
-        image = load(source)
-    except InputError as exc:
-        raise InputError(f"{files[0].filename!r} cannot be decoded: {exc}") from exc
+    image = _decode(source, fmt, files, max_voxels)
     if fmt == "dicom" and int(image.meta.get("series_count", 1)) > 1:
         raise InputError("the uploaded DICOM files belong to more than one series")
+    used = len(image.meta.get("files", [source]))
+    if fmt == "dicom" and used != len(files):
+        raise InputError(f"only {used} of the {len(files)} uploaded DICOM files form the series")
     voxels = int(image.array.size)
     if voxels > max_voxels:
         raise InputError(f"image has {voxels} values, more than the limit {max_voxels}")

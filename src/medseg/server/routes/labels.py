@@ -8,15 +8,23 @@ from pathlib import Path as FsPath
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from medseg.errors import InputError
 from medseg.io.image import LabelMap
 from medseg.server.datastore import IMAGE_ID, ImageEntry
 from medseg.server.encoding import png_bytes, rle_decode, rle_encode
 from medseg.server.labelstore import LabelInfo, VersionInfo
-from medseg.server.schemas import LabelData, LabelSaveRequest, VersionOut, ViewName
+from medseg.server.schemas import (
+    LabelData,
+    LabelSaveRequest,
+    VersionOut,
+    ViewName,
+    public_errors,
+)
 from medseg.server.state import ServerState, get_state
 from medseg.server.views import view_slice
 
@@ -41,13 +49,54 @@ def list_versions(image_id: ImageId, state: State) -> list[dict]:
     return [v.to_dict() for v in state.labels.versions(entry)]
 
 
-@router.post(
-    "",
-    response_model=VersionOut,
-    status_code=status.HTTP_201_CREATED,
-    summary="Save the labels as a new version (RLE of the whole label map)",
-)
-def save_labels(image_id: ImageId, body: LabelSaveRequest, state: State) -> dict:
+_SAVE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                k: v
+                for k, v in LabelSaveRequest.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                ).items()
+                if k != "$defs"
+            }
+        }
+    },
+}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it exceeds ``limit`` bytes (not buffered
+    further: a 100 MB body costs at most ``limit`` bytes of memory)."""
+    length = request.headers.get("content-length", "")
+    too_large = HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"label body larger than the limit of {limit} bytes (max_label_body_bytes)",
+    )
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_save(raw: bytes) -> LabelSaveRequest:
+    """Validate a label-save body while parsing it (pydantic's JSON parser: NaN, infinity,
+    out-of-range counts or values -> 422, never 500)."""
+    try:
+        return LabelSaveRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, public_errors(exc.errors())
+        ) from exc
+
+
+def _save(state: ServerState, image_id: str, raw: bytes) -> dict:
+    body = _parse_save(raw)
     entry = state.datastore.get(image_id)
     image = state.datastore.load(entry.id)
     if tuple(body.data.shape) != image.shape:
@@ -60,6 +109,19 @@ def save_labels(image_id: ImageId, body: LabelSaveRequest, state: State) -> dict
     arr = rle_decode(body.data.shape, body.data.values, body.data.counts, dtype)
     labels = [LabelInfo(d.value, d.name, d.color.lower()) for d in body.labels]
     return state.labels.save(entry, image, arr, labels, body.note).to_dict()
+
+
+@router.post(
+    "",
+    response_model=VersionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Save the labels as a new version (RLE of the whole label map)",
+    openapi_extra={"requestBody": _SAVE_BODY},
+    responses={413: {"description": "body larger than max_label_body_bytes"}},
+)
+async def save_labels(image_id: ImageId, request: Request, state: State) -> dict:
+    raw = await _read_body(request, state.config.max_label_body_bytes)
+    return await run_in_threadpool(_save, state, image_id, raw)
 
 
 @router.get(
