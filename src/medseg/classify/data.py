@@ -27,6 +27,7 @@ __all__ = [
     "load_images",
     "infer_task",
     "check_split",
+    "is_image_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,8 @@ def _from_rows(
     return Dataset(images, labels, task, names, source, paths)
 
 
-def _is_image(p: Path) -> bool:
+def is_image_file(p: Path) -> bool:
+    """Whether ``p`` is a file with an image ending medseg reads (PNG, NIfTI, DICOM, ...)."""
     name = p.name.lower()
     return p.is_file() and any(name.endswith(s) for s in _IMAGE_SUFFIXES)
 
@@ -288,7 +290,7 @@ def _class_rows(folder: Path, split: str | None) -> list[tuple[str, str, str | N
         for c in sorted(folder.iterdir())
         if c.is_dir()
         for f in sorted(c.iterdir())
-        if _is_image(f)
+        if is_image_file(f)
     ]
 
 

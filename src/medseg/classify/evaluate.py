@@ -77,6 +77,11 @@ def evaluate(
         raise InputError(
             f"{data.source}: task {data.task!r} but the model was trained for {clf.config.task!r}"
         )
+    if data.spatial_dims != clf.config.spatial_dims:
+        raise InputError(
+            f"{data.source}: {data.spatial_dims}D images but the model {clf.config.model!r} "
+            f"was trained on {clf.config.spatial_dims}D images"
+        )
     n_out = len(clf.classes)
     n_data = len(data.classes)
     if n_data > n_out:

@@ -246,7 +246,8 @@ def train(
     Args:
         data: MedMNIST ``.npz``, folder of class sub-folders, ``path,label`` CSV or Dataset.
         out: model folder to write (``classifier.json``, ``weights.pt``, ``history.json``,
-            ``report.json``); None keeps the model in memory only.
+            ``report.json`` with top-level ``auc``/``acc`` of the test split, or of the
+            validation split without ``evaluate_test``); None keeps the model in memory only.
         options: training options; ``overrides`` replace single fields of them.
         evaluate_test: read the test split once at the end and report its metrics.
     """
@@ -286,7 +287,12 @@ def train(
 def _write(result: TrainResult, out: Path, opts: TrainOptions, ds: Dataset) -> Path:
     result.classifier.save(out)
     (out / "history.json").write_text(json.dumps(result.history, indent=1))
+    main = result.test if result.test is not None else result.val
     info = {
+        "split": "test" if result.test is not None else "val",
+        "auc": main["auc"],
+        "acc": main["acc"],
+        "model": result.classifier.config.model,
         "source": ds.source,
         "options": {k: v for k, v in dataclasses.asdict(opts).items()},
         "best_epoch": result.best_epoch,
