@@ -277,3 +277,51 @@ def test_3d_prompt_errors(predictor: Predictor) -> None:
     for kwargs, message in cases:
         with pytest.raises(PromptError, match=message):
             predictor.predict(**kwargs)
+
+
+class _Bright(PromptableModel):
+    """Fake model on images of 0/1 objects: a box gives the bright pixels inside it (or a
+    faint, unstable blob where there are none); a positive click adds every bright pixel
+    to ``mask_input``, a negative one clears it."""
+
+    name = "bright"
+    prompt_kinds = frozenset({"box", "points", "mask"})
+    refines_previous_mask = True
+
+    def encode(self, image):
+        return np.asarray(image) > 0.5
+
+    def decode(self, embedding, prompts, *, multimask=False):
+        out = np.full((1, 1, *embedding.shape), -6.0, np.float32)
+        if prompts.points is not None:
+            mask = prompts.mask_input[0] > 0 if prompts.mask_input is not None else embedding * 0
+            for label in prompts.point_labels[0]:
+                mask = (mask | embedding) if label == 1 else np.zeros_like(mask)
+            out[0, 0][mask] = 6.0
+        else:
+            x0, y0, x1, y1 = np.round(prompts.boxes[0]).astype(int)
+            inside = np.zeros_like(embedding)
+            inside[y0 : y1 + 1, x0 : x1 + 1] = True
+            if (embedding & inside).any():
+                out[0, 0][embedding & inside] = 6.0
+            else:
+                out[0, 0, (y0 + y1) // 2, (x0 + x1) // 2] = 0.5
+        return Decoded(out, np.ones((1, 1), np.float32))
+
+
+def test_3d_correction_on_another_slice_is_propagated_and_keeps_the_rest() -> None:
+    vol = np.zeros((12, 20, 20), np.float32)
+    vol[3:6, 7:13, 2:8] = 1.0  # slices 3..5
+    vol[6:9, 7:13, 14:20] = 1.0  # the object jumps on slices 6..8: propagation stops
+    p = Predictor(_Bright(), progress=False)
+    p.set_image(vol)
+    first = p.predict(box=(2, 7, 7, 12), slice_index=4)
+    assert first.slice_ranges == ((3, 5),)
+    fixed = p.predict(points=[(16, 9)], point_labels=[1], slice_index=7, mask_input=first)
+    assert np.array_equal(fixed.mask, vol > 0) and fixed.slice_ranges == ((3, 8),)
+    # a negative click on slice 8 ends the object there; the slices towards the core stay
+    cut = p.predict(points=[(16, 9)], point_labels=[0], slice_index=8, mask_input=fixed)
+    assert np.array_equal(cut.mask[:8], fixed.mask[:8]) and not cut.mask[8:].any()
+    # a mask of neither the slice's nor the volume's shape is refused
+    with pytest.raises(PromptError, match="mask_input shape"):
+        p.predict(points=[(16, 9)], slice_index=7, mask_input=np.zeros((5, 20, 20), bool))

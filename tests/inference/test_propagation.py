@@ -116,3 +116,53 @@ def test_config_json_and_validation() -> None:
     assert PropagationConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(PromptError, match="margin must be >= 0"):
         PropagationConfig(margin=-0.1)
+
+
+def _previous(truth: np.ndarray, slices) -> np.ndarray:
+    """(1, Z, H, W) logits: ``truth`` on ``slices``, unreached elsewhere."""
+    prev = np.full((1, *truth.shape), UNREACHED_LOGIT, np.float32)
+    for z in slices:
+        prev[0, z] = np.where(truth[z], 6.0, -6.0)
+    return prev
+
+
+def test_correction_extends_until_it_agrees_with_the_previous_result() -> None:
+    truth, calls = _tube(), []  # object on slices 3..8; previous stopped at 5
+    prev = _previous(truth, [3, 4, 5])
+    res = propagate(_segmenter(truth, calls), _start(truth, 7), np.ones(1), 7, 12,
+                    previous=prev)  # fmt: skip
+    assert np.array_equal(res.logits[0] > 0, truth)
+    assert res.ranges == ((3, 8),)
+    # up: 8 accepted, 9 rejected; down: 6 new, 5 agrees (Dice 1) -> 4, 3 kept, not visited
+    assert sorted(z for z, _ in calls) == [5, 6, 8, 9]
+    assert np.array_equal(res.logits[0, :5], prev[0, :5])
+
+
+def test_negative_correction_ends_a_leak_and_keeps_the_core() -> None:
+    truth = _tube()
+    leak = truth.copy()
+    leak[9:12, 7:13, 7:13] = True  # the previous result leaked into slices 9..11
+    prev = np.where(leak, 6.0, -6.0).astype(np.float32)[None]
+    prev[0, 3, 5:15, 5:15] = 6.0  # its largest slice (the core) is 3
+    calls: list = []
+    empty = np.full((1, 20, 20), -6.0, np.float32)  # the click removed the object on 9
+    res = propagate(_segmenter(truth, calls), empty, np.ones(1), 9, 12, previous=prev)
+    assert calls == []  # nothing to propagate from an empty slice
+    assert not (res.logits[0, 9:] > 0).any()  # away from the core: cleared
+    assert np.array_equal(res.logits[0, :9], prev[0, :9])  # towards the core: kept
+    assert res.ranges == ((3, 8),)
+
+
+def test_rejection_towards_the_core_keeps_what_the_correction_cannot_reach() -> None:
+    truth, calls = _tube(), []
+    prev = np.full((1, *truth.shape), -6.0, np.float32)
+    prev[0, 0:2, 0:5, 0:5] = 6.0  # an earlier, separate part on slices 0..1 (the core)
+    res = propagate(_segmenter(truth, calls), _start(truth, 5), np.ones(1), 5, 12,
+                    previous=prev)  # fmt: skip
+    mask = res.logits[0] > 0
+    assert np.array_equal(mask[3:9], truth[3:9])  # the corrected object, propagated
+    assert mask[0:2, 0:5, 0:5].all() and not mask[2].any() and not mask[9:].any()
+    assert res.ranges == ((0, 8),)
+    with pytest.raises(PromptError, match="previous result shape"):
+        propagate(_segmenter(truth, []), _start(truth, 5), np.ones(1), 5, 12,
+                  previous=prev[:, :5])  # fmt: skip

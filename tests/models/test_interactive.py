@@ -319,8 +319,10 @@ class _Const:
 
     def __init__(self, value: float):
         self.value = value
+        self.encoded = 0
 
     def encode(self, image):
+        self.encoded += 1
         return np.asarray(image).shape[:2]
 
     def decode(self, emb, prompts, multimask=False):
@@ -337,12 +339,17 @@ def test_box_then_refine_routes_box_only_to_the_first_model():
     from medseg.models.interactive_auto import BoxThenRefine
     from medseg.prompts.types import PromptSet
 
-    m = BoxThenRefine(_Const(1.0), _Const(-1.0))
+    first, refine = _Const(1.0), _Const(-1.0)
+    m = BoxThenRefine(first, refine)
     emb = m.encode(np.zeros((4, 5)))
     box = np.array([[0.0, 0.0, 3.0, 3.0]])
     assert m.decode(emb, PromptSet(boxes=box)).logits[0, 0, 0, 0] == 1.0
+    assert (first.encoded, refine.encoded) == (1, 0)  # a box alone never runs the 2nd encoder
+    assert emb.nbytes == 4 * 5 * 8  # the image kept for it (float64)
     pts = PromptSet(boxes=box, points=np.array([[[1.0, 1.0]]]), point_labels=np.array([[1]]))
     assert m.decode(emb, pts).logits[0, 0, 0, 0] == -1.0
+    assert m.decode(emb, pts).logits[0, 0, 0, 0] == -1.0
+    assert (first.encoded, refine.encoded) == (1, 1)  # encoded once, on first need
     masked = PromptSet(boxes=box, mask_input=np.zeros((1, 4, 5), np.float32))
     assert m.decode(emb, masked).logits.shape == (1, 1, 4, 5)
     assert m.decode(emb, masked).logits[0, 0, 0, 0] == -1.0

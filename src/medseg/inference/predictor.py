@@ -40,7 +40,7 @@ from medseg.errors import InputError, ModelError, PromptError
 from medseg.inference.cache import CacheInfo, EmbeddingCache, content_hash
 from medseg.inference.first_mask import auto_prediction, corrected_volume
 from medseg.inference.image_input import as_image, guess_modality, model_array
-from medseg.inference.prompt_input import BINARY_MASK_LOGIT, prompt_set
+from medseg.inference.prompt_input import BINARY_MASK_LOGIT, prompt_set, volume_logits
 from medseg.inference.propagation import PropagationConfig, propagate
 from medseg.inference.result import Prediction, label_map_from_logits
 from medseg.io.image import Image, LabelMap
@@ -205,7 +205,9 @@ class Predictor:
             points: ``[(x, y), ...]``; ``point_labels``: 1 = foreground, 0 = background
                 (default all 1).
             mask_input: a previous :class:`Prediction` or a mask/logits of the image's
-                shape, to refine.
+                shape, to refine. 3D: a correction on ``slice_index`` is propagated until
+                it agrees with this volume result, which is kept beyond (rule 5 of
+                :mod:`medseg.inference.propagation`).
             multimask: return the model's candidate masks (one object, 2D only).
             boxes: several boxes, one object each, decoded in one pass.
             slice_index: 3D: the slice the 2D prompts are on; the object is propagated
@@ -224,18 +226,9 @@ class Predictor:
         """
         if self._image is None:
             raise PromptError("no image: call set_image(image) before predict()")
-        kinds = {
-            k
-            for k, v in (
-                ("box", box),
-                ("box", boxes),
-                ("box", box3d),
-                ("points", points),
-                ("scribbles", scribbles),
-            )
-            if v is not None
-        }
-        kinds |= {"mask"} if mask_input is not None else set()
+        given = (("box", box), ("box", boxes), ("box", box3d), ("points", points),
+                 ("scribbles", scribbles), ("mask", mask_input))  # fmt: skip
+        kinds = {k for k, v in given if v is not None}
         self._check_kinds(kinds)
         if multimask and (boxes is not None or self._image.ndim == 3):
             raise PromptError("multimask=True works for one object on a 2D image only")
@@ -370,6 +363,7 @@ class Predictor:
             (ny, nx), box, boxes, points, point_labels, mask_input, start, scribbles
         )
         seed = self.model.decode(self.embedding(start), prompts)
+        previous = None if box3d is not None else volume_logits(mask_input, (depth, ny, nx))
 
         def segment(z: int, bxs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             d = self.model.decode(self.embedding(z), PromptSet(boxes=bxs))
@@ -384,6 +378,7 @@ class Predictor:
             z_range,
             self.propagation,
             self.progress,
+            previous=previous,
         )
         mask = res.logits > 0
         labels = label_map_from_logits(mask, res.logits)

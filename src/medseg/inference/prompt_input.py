@@ -13,7 +13,7 @@ from medseg.inference.result import Prediction
 from medseg.prompts.scribbles import validate_scribbles
 from medseg.prompts.types import PromptSet, validate_box, validate_points
 
-__all__ = ["BINARY_MASK_LOGIT", "binary_logits", "mask_logits", "prompt_set"]
+__all__ = ["BINARY_MASK_LOGIT", "binary_logits", "mask_logits", "prompt_set", "volume_logits"]
 
 # A boolean ``mask_input`` becomes logits of +/- this value.
 BINARY_MASK_LOGIT = 8.0
@@ -53,6 +53,23 @@ def mask_logits(
     if not np.all(np.isfinite(arr)):
         raise PromptError("mask_input contains NaN or inf")
     return arr
+
+
+def volume_logits(mask_input: Any, image_shape: tuple[int, ...]) -> np.ndarray | None:
+    """``mask_input`` as ``(N, Z, Y, X)`` float32 logits when it covers the whole volume
+    ``image_shape`` ``(Z, Y, X)`` (a 3D :class:`Prediction`, mask or logits), else None
+    (a mask of one slice, or no mask)."""
+    if mask_input is None or len(image_shape) != 3:
+        return None
+    arr = mask_input.logits if isinstance(mask_input, Prediction) else np.asarray(mask_input)
+    if arr.shape[-3:] != tuple(image_shape) or arr.ndim not in (3, 4):
+        return None
+    if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
+        arr = binary_logits(arr)
+    arr = np.asarray(arr, np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise PromptError("mask_input contains NaN or inf")
+    return arr if arr.ndim == 4 else arr[None]
 
 
 def prompt_set(

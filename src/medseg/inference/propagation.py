@@ -22,6 +22,14 @@ Rule (also in ``docs/models.md``):
 4. The first rejected slice stops that direction; it and all slices beyond keep no mask.
    ``z_range`` (from ``box3d``) limits the slices visited.
 
+5. **Corrections** (``previous`` given: the volume result being corrected, for clicks or
+   scribbles on slice ``z0``): the corrected slice is propagated the same way, but each
+   direction stops as soon as a slice's new mask agrees with the previous result there
+   (Dice >= ``converge_dice``, 0.9): from that slice on the previous result is kept. When a
+   direction stops by rule 3 first, the slices beyond keep the previous result if they lie
+   towards the previous result's largest slice (the correction could not reach them), and
+   are cleared if they lie away from it (the correction ended a leak).
+
 Objects (several boxes) advance together: one decoder pass per slice for all objects still
 active, sharing the slice's embedding.
 """
@@ -63,6 +71,8 @@ class PropagationConfig:
             slice's accepted mask.
         min_stability: smallest accepted stability score (see the module docstring).
         stability_offset: logit offset of the stability score.
+        converge_dice: corrections: the Dice with the previous result at which a direction
+            stops and keeps the previous result beyond (rule 5).
     """
 
     margin: float = 0.1
@@ -72,6 +82,7 @@ class PropagationConfig:
     min_overlap: float = 0.3
     min_stability: float = 0.65
     stability_offset: float = 1.0
+    converge_dice: float = 0.9
 
     def __post_init__(self) -> None:
         for name in dataclasses.asdict(self):
@@ -136,21 +147,32 @@ def _accept(logits: np.ndarray, prev: np.ndarray, ref_area: int, cfg: Propagatio
     return stability_score(logits, cfg.stability_offset) >= cfg.min_stability
 
 
+def _agrees(mask: np.ndarray, previous: np.ndarray, threshold: float) -> bool:
+    """Dice of two boolean masks >= ``threshold`` (two empty masks do not agree)."""
+    total = int(mask.sum()) + int(previous.sum())
+    return total > 0 and 2.0 * int((mask & previous).sum()) / total >= threshold
+
+
 def _sweep(
     segment: SegmentFn,
     out: np.ndarray,
     state: dict[str, list],
-    start: int,
-    stop: int,
-    step: int,
+    span: tuple[int, int, int],
     cfg: PropagationConfig,
     tick: Callable[[], None],
+    previous: np.ndarray | None = None,
 ) -> None:
-    """Propagate from ``start`` (exclusive) towards ``stop`` (inclusive) by ``step``."""
+    """Propagate from ``start`` (exclusive) towards ``stop`` (inclusive) by ``step``,
+    ``span = (start, stop, step)``; with ``previous`` ``(N, Z, H, W)`` logits, rule 5."""
+    start, stop, step = span
     n, _, h, w = out.shape
     prev = [out[i, start] > 0 for i in range(n)]
     ref = [int(p.sum()) for p in prev]
     active = [r >= max(cfg.min_area, 1) for r in ref]
+    keep = [previous is not None and _towards_core(previous[i], start, step) for i in range(n)]
+    for i in range(n):
+        if not active[i] and keep[i]:
+            _keep_previous(out, previous, i, start + step, stop, step)
     for z in range(start + step, stop + step, step):
         idx = [i for i in range(n) if active[i]]
         if not idx:
@@ -164,13 +186,45 @@ def _sweep(
         for j, i in enumerate(idx):
             if not _accept(logits[j], prev[i], ref[i], cfg):
                 active[i] = False
+                if keep[i]:
+                    _keep_previous(out, previous, i, z, stop, step)
                 continue
             out[i, z] = logits[j]
             prev[i] = logits[j] > 0
             state["boxes"][i][z] = boxes[j]
             state["scores"][i].append(float(scores[j]))
-            lo, hi = state["ranges"][i]
-            state["ranges"][i] = [min(lo, z), max(hi, z)]
+            if previous is not None and _agrees(prev[i], previous[i, z] > 0, cfg.converge_dice):
+                active[i] = False
+                _keep_previous(out, previous, i, z + step, stop, step)
+
+
+def _towards_core(previous: np.ndarray, start: int, step: int) -> bool:
+    """True when moving from ``start`` by ``step`` heads towards (or stays at) the slice
+    where the previous result ``(Z, H, W)`` logits is largest."""
+    areas = (previous > 0).reshape(previous.shape[0], -1).sum(axis=1)
+    if not areas.any():
+        return False
+    core = int(np.argmax(areas))
+    return core == start or (core - start) * step > 0
+
+
+def _keep_previous(
+    out: np.ndarray, previous: np.ndarray, i: int, first: int, stop: int, step: int
+) -> None:
+    """Copy object ``i``'s previous logits into ``out`` from slice ``first`` to ``stop``."""
+    if (first - stop) * step > 0:
+        return
+    lo, hi = sorted((first, stop))
+    out[i, lo : hi + 1] = previous[i, lo : hi + 1]
+
+
+def _ranges(logits: np.ndarray, start: int) -> list[list[int]]:
+    """Inclusive ``[first, last]`` slice with a mask per object (``[start, start]`` if none)."""
+    ranges = []
+    for obj in logits > 0:
+        zs = np.flatnonzero(obj.reshape(obj.shape[0], -1).any(axis=1))
+        ranges.append([int(zs[0]), int(zs[-1])] if zs.size else [start, start])
+    return ranges
 
 
 def propagate(
@@ -182,6 +236,7 @@ def propagate(
     z_range: tuple[int, int] | None = None,
     config: PropagationConfig | None = None,
     progress: bool = False,
+    previous: np.ndarray | None = None,
 ) -> PropagationResult:
     """Propagate ``N`` objects from slice ``start`` through a volume of ``depth`` slices.
 
@@ -195,6 +250,7 @@ def propagate(
         z_range: inclusive slice range to visit (default: the whole volume).
         config: the rule's parameters (default :class:`PropagationConfig`).
         progress: show a tqdm progress bar over visited slices.
+        previous: ``(N, Z, H, W)`` logits of the result being corrected (rule 5), or None.
     """
     from tqdm.auto import tqdm
 
@@ -203,21 +259,20 @@ def propagate(
     if not (0 <= z_lo <= start <= z_hi < depth):
         raise PromptError(f"start slice {start} is outside the slice range {z_lo}..{z_hi}")
     n, h, w = start_logits.shape
+    if previous is not None and previous.shape != (n, depth, h, w):
+        raise PromptError(f"previous result shape {previous.shape} is not {(n, depth, h, w)}")
     out = np.full((n, depth, h, w), UNREACHED_LOGIT, np.float32)
     out[:, start] = start_logits
     state: dict[str, list] = {
-        "ranges": [[start, start] for _ in range(n)],
         "scores": [[float(s)] for s in start_scores],
         "boxes": [{} for _ in range(n)],
     }
     with tqdm(
         total=z_hi - z_lo, desc="propagating", unit="slice", disable=None if progress else True
     ) as bar:
-        _sweep(segment, out, state, start, z_hi, 1, cfg, bar.update)
-        _sweep(segment, out, state, start, z_lo, -1, cfg, bar.update)
-    for i in range(n):
-        if not (out[i, start] > 0).any():
-            state["ranges"][i] = [start, start]
+        _sweep(segment, out, state, (start, z_hi, 1), cfg, bar.update, previous)
+        _sweep(segment, out, state, (start, z_lo, -1), cfg, bar.update, previous)
+    state["ranges"] = _ranges(out, start)
     return PropagationResult(
         logits=out,
         scores=np.array([np.mean(s) for s in state["scores"]], np.float32),

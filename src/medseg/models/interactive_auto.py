@@ -10,7 +10,7 @@ did not beat ``medseg-interactive`` alone (the registry's ``default`` is chosen 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
 from typing import Any
 
 import numpy as np
@@ -23,16 +23,33 @@ from medseg.prompts.types import PromptSet
 __all__ = ["BoxThenRefine", "BoxThenRefineEmbedding", "box_then_refine"]
 
 
-@dataclass(frozen=True, eq=False)
 class BoxThenRefineEmbedding:
-    """Both models' embeddings of one image."""
+    """Both models' embeddings of one image; the refine model's is computed on first use.
 
-    first: Any
-    refine: Any
+    A box alone (and every slice a 3D box propagation visits) needs only LiteMedSAM's
+    embedding, so the second encoder runs only on the slices a user corrects.
+    """
+
+    def __init__(self, image: np.ndarray, first: Any, refine_model: PromptableModel) -> None:
+        self.first = first
+        self._image: np.ndarray | None = image
+        self._refine_model = refine_model
+        self._refine: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def refine(self) -> Any:
+        """The refine model's embedding (computed once, thread-safe)."""
+        with self._lock:
+            if self._refine is None:
+                self._refine = self._refine_model.encode(self._image)
+                self._image = None  # no longer needed: free it
+            return self._refine
 
     @property
     def nbytes(self) -> int:
-        return int(getattr(self.first, "nbytes", 0)) + int(getattr(self.refine, "nbytes", 0))
+        held = self._refine if self._refine is not None else self._image
+        return int(getattr(self.first, "nbytes", 0)) + int(getattr(held, "nbytes", 0))
 
 
 class BoxThenRefine(PromptableModel):
@@ -52,8 +69,9 @@ class BoxThenRefine(PromptableModel):
         return self.first.normalize(array, modality=modality, window=window)
 
     def encode(self, image: np.ndarray) -> BoxThenRefineEmbedding:
-        """Embed ``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]`` with both models."""
-        return BoxThenRefineEmbedding(self.first.encode(image), self.refine.encode(image))
+        """Embed ``(H, W)`` or ``(H, W, 3)`` in ``[0, 1]`` with LiteMedSAM now and with the
+        refine model when a correction first needs it."""
+        return BoxThenRefineEmbedding(image, self.first.encode(image), self.refine)
 
     @staticmethod
     def uses_first(prompts: PromptSet) -> bool:
