@@ -27,19 +27,23 @@ SPLITS = ("train", "val", "test")
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (one usage-error line otherwise)."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected a number >= {low}, got {text!r}")
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (one usage-error line otherwise)."""
+    return _int_at_least(text, 1)
+
+
 def _non_negative_int(text: str) -> int:
-    return positive_int(text) if text.strip() not in ("0", "+0") else 0
+    return _int_at_least(text, 0)
 
 
 def _add_train(sub: Any) -> None:
