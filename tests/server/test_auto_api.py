@@ -87,6 +87,24 @@ def test_auto_returns_per_class_masks(api: Api, setup: tuple[Path, Path, np.ndar
     assert png["classes"][0]["mask"]["encoding"] == "png"
 
 
+def test_monailabel_segmentation_model(api: Api, setup: tuple[Path, Path, np.ndarray]) -> None:
+    """The auto model as MONAI Label's ``segmentation`` model (docs/monailabel.md)."""
+    import SimpleITK as sitk
+
+    model_dir, store, image = setup
+    models = api.get("/info/").json()["models"]
+    assert models["segmentation"]["type"] == "segmentation"
+    assert models["segmentation"]["labels"] == {"disk": 1, "square": 2}
+    r = api.post("/infer/segmentation?image=slide&output=image", data={"params": "{}"})
+    assert r.status_code == 200, r.text
+    path = store.parent / "monailabel_result.nii.gz"
+    path.write_bytes(r.content)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    expected = AutoSegmenter(model_dir).segment(Image(image)).array
+    assert labels.shape == image.shape and np.array_equal(labels, expected)
+    assert set(np.unique(labels)) == {0, 1, 2}
+
+
 def test_corrections_start_from_the_current_mask(api: Api) -> None:
     session, body = _auto(api)
     disk = _mask(body["classes"][0]["mask"])

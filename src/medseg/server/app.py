@@ -37,7 +37,7 @@ from medseg.server.auth import (
 from medseg.server.config import MiB, ServerConfig
 from medseg.server.datastore import Datastore, NotFound
 from medseg.server.labelstore import LabelStore
-from medseg.server.routes import images, labels, sessions, system
+from medseg.server.routes import images, labels, monailabel, sessions, system
 from medseg.server.schemas import request_validation_handler
 from medseg.server.sessions import SessionManager, warm_up
 from medseg.server.state import ServerState
@@ -186,7 +186,7 @@ def create_app(config: ServerConfig, *, model: Any = None, auto_model: Any = Non
     )
     app.state.medseg = state
     guard = [Depends(token_dependency(token, config.port, config.cors_origins))]
-    for module in (system, images, sessions, labels):
+    for module in (system, images, sessions, labels, monailabel):
         app.include_router(module.router, dependencies=guard)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_index(app, state)
