@@ -270,6 +270,21 @@ def test_next_sample_skips_labelled_images(
     assert r.status_code == 400 and "label.bin has 9 voxels" in r.json()["detail"]
 
 
+def test_image_download_dicom_as_nrrd_and_files_as_they_are(ml: Api, tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    objects = ml.get("/datastore/?output=all").json()["objects"]
+    exts = {v["image"]["info"]["name"].split("/")[0]: v["image"]["ext"] for v in objects.values()}
+    assert exts == {"photos": ".png", "sample_ct": ".nrrd", "volumes": ".nii.gz",
+                    "uploads": ".nii.gz"}  # fmt: skip
+    r = ml.get(f"/datastore/image?image={ml.image_id('CT_small')}")
+    assert r.status_code == 200 and 'filename="sample_ct.nrrd"' in r.headers["content-disposition"]
+    ct = read_label(r.content, ".nrrd", tmp_path)
+    assert ct.GetSize() == (128, 128) and ct.GetPixelID() == sitk.sitkInt16
+    r = ml.get(f"/datastore/image?image={ml.image_id('lesion')}")
+    assert r.headers["content-type"] == "image/png" and r.content.startswith(b"\x89PNG")
+
+
 def test_session_upload_infer_and_close(fresh: Api, tmp_path: Path) -> None:
     path = write_ball(tmp_path / "session", "volume.nii.gz")
     with open(path, "rb") as f:

@@ -199,11 +199,12 @@ def scratch() -> Iterator[Path]:
 
 
 def download_name(entry: ImageEntry) -> str:
-    """The file name ``GET /datastore/image`` sends for ``entry``: NIfTI and NRRD files as
-    they are, anything else converted to ``<name>.nii.gz`` (viewers pick their reader by it)."""
-    if entry.format in ("nifti", "nrrd") and not entry.is_dicom:
+    """The file name ``GET /datastore/image`` sends for ``entry`` (viewers pick their reader
+    by it): image files as they are, a DICOM series as ``<folder name>.nrrd`` (one file,
+    grey or colour, with the series' geometry)."""
+    if not entry.is_dicom:
         return entry.path.name
-    return f"{name_key(_strip_ext(Path(entry.rel).name))[:60]}.nii.gz"
+    return f"{name_key(_strip_ext(Path(entry.rel).name))[:60]}.nrrd"
 
 
 def image_suffix(filename: str | None) -> str:

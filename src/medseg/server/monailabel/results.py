@@ -24,7 +24,9 @@ from medseg.server.monailabel.images import scratch
 __all__ = ["label_file_bytes", "dicom_seg_bytes", "file_response", "multipart_response"]
 
 _MEDIA = {".nii.gz": "application/gzip", ".nii": "application/octet-stream",
-          ".nrrd": "application/octet-stream", ".dcm": "application/dicom"}  # fmt: skip
+          ".nrrd": "application/octet-stream", ".dcm": "application/dicom",
+          ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+          ".tif": "image/tiff", ".tiff": "image/tiff"}  # fmt: skip
 
 
 def label_file_bytes(

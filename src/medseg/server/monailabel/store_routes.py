@@ -19,7 +19,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
-from medseg.errors import InputError
+from medseg.errors import InputError, MedsegError
 from medseg.server.datastore import ImageEntry, NotFound
 from medseg.server.labelstore import LabelInfo
 from medseg.server.monailabel.images import (
@@ -114,9 +114,9 @@ def datastore(state: State, output: Literal["stats", "all", "train"] = "stats") 
         return out
     objects = {}
     for e in entries:
-        image = {"id": e.id, "ext": Path(download_name(e)).suffix, "info": e.to_dict()}
-        if image["ext"] == ".gz":
-            image["ext"] = ".nii.gz"
+        name = download_name(e)
+        ext = ".nii.gz" if name.lower().endswith(".nii.gz") else Path(name).suffix
+        image = {"id": e.id, "ext": ext, "info": e.to_dict()}
         objects[e.id] = {"image": image, "labels": _tags(state.labels.versions(e))}
     return {**out, "objects": objects}
 
@@ -179,13 +179,17 @@ def download_label(
 
 
 def _image_download(state: ServerState, entry: ImageEntry) -> Response:
+    """The image file of ``entry`` (see :func:`~.images.download_name`)."""
     from medseg.io.writers import save
 
     name = download_name(entry)
     if name == entry.path.name and entry.path.is_file():
         return file_response(entry.path.read_bytes(), name)
     with scratch() as folder:
-        out = save(state.datastore.load(entry.id), folder / "image.nii.gz")
+        try:
+            out = save(state.datastore.load(entry.id), folder / "image.nrrd")
+        except MedsegError as exc:  # name the image, not the scratch path
+            raise InputError(f"{entry.name} cannot be sent as one file: {exc}") from exc
         return file_response(out.read_bytes(), name)
 
 
