@@ -52,7 +52,7 @@ def _centre(mask: np.ndarray) -> tuple[int, int]:
 
 def test_model_folder_is_given_to_the_predictor(trained: tuple[Path, Path]) -> None:
     p = medseg.Predictor(trained[0])
-    assert isinstance(p.auto, AutoSegmenter) and p.model.name == "medseg-interactive"
+    assert isinstance(p.auto, AutoSegmenter) and p.model.name == "litemedsam+interactive"
     assert p.auto.label_names == {1: "disk", 2: "square"} and p.auto.default_label == 1
     assert p.auto.info()["labels"] == {"1": "disk", "2": "square"}
     q = medseg.Predictor("litemedsam+interactive", auto=str(trained[0]), tta=True)

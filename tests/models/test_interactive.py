@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medseg.errors import PromptError
+from medseg.errors import ModelError, PromptError
 from medseg.models.interactive import (
     InteractiveConfig,
     ObjectPrompts,
@@ -357,19 +357,24 @@ def test_box_then_refine_routes_box_only_to_the_first_model():
         m.decode(emb, PromptSet(boxes=box), multimask=True)
 
 
-def test_default_is_medseg_interactive_and_auto_is_deprecated():
+def test_default_is_box_then_refine_and_auto_is_deprecated():
     import pytest
 
     from medseg.models import DEFAULT_MODEL, create_model, list_models
     from medseg.models.interactive import InteractiveModel
+    from medseg.models.interactive_auto import BoxThenRefine
 
-    assert DEFAULT_MODEL == "medseg-interactive"
+    assert DEFAULT_MODEL == "litemedsam+interactive"
     assert {"default", "medseg-interactive", "litemedsam+interactive"} <= set(list_models())
-    m = create_model("default", enlarge=2.0)
-    assert isinstance(m, InteractiveModel) and m.config.enlarge == 2.0
-    with pytest.warns(DeprecationWarning, match="default"):
+    m = create_model("default", interactive={"enlarge": 2.0})
+    assert isinstance(m, BoxThenRefine) and m.refine.config.enlarge == 2.0
+    both = create_model("default", num_threads=1, litemedsam={"num_threads": 2})
+    assert (both.first.config.num_threads, both.refine.config.num_threads) == (2, 1)
+    with pytest.raises(ModelError, match=r"unknown option\(s\) \['enlarge'\]"):
+        create_model("default", enlarge=2.0)
+    with pytest.warns(DeprecationWarning, match="medseg-interactive"):
         old = create_model("auto")
-    assert isinstance(old, InteractiveModel)
+    assert isinstance(old, InteractiveModel)  # what "auto" always named
 
 
 def test_tta_averages_the_mirrored_prediction(monkeypatch):

@@ -145,7 +145,7 @@ def test_model_folder_as_model_and_bad_folder(
     with TestClient(app, base_url=BASE_URL) as client:  # the lifespan loads the model
         api = Api(client, app.state.medseg.token)
         info = api.get("/api/info").json()
-        assert info["model"]["name"] == "medseg-interactive"
+        assert info["model"]["name"] == "litemedsam+interactive"  # the default with a model folder
         assert info["auto_model"]["labels"] == {"1": "disk", "2": "square"}
         _auto(api)
     with pytest.raises(ModelError, match=r"no plans\.json"):

@@ -3,9 +3,9 @@
 The first mask of a box comes from LiteMedSAM (strong on compact organs from a box); any
 prediction with clicks, scribbles or a previous mask goes to ``medseg-interactive``, which
 takes the earlier mask (LiteMedSAM's or its own) as ``mask_input`` and corrects it.
-Registered as ``litemedsam+interactive``. Measured on held-out data (docs/benchmarks.md) it
-did not beat ``medseg-interactive`` alone (the registry's ``default`` is chosen in
-:mod:`medseg.models.registry`).
+Registered as ``litemedsam+interactive``; the registry's ``default``
+(:mod:`medseg.models.registry`), since on datasets no medseg model trained on it beats
+``medseg-interactive`` alone at every step, in 2D and in 3D (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -92,14 +92,22 @@ class BoxThenRefine(PromptableModel):
                 "refine": self.refine.config_dict()}  # fmt: skip
 
 
+_SHARED_OPTIONS = ("num_threads",)  # options of both models, given to both
+
+
 @register_model("litemedsam+interactive")
 def box_then_refine(**overrides: Any) -> BoxThenRefine:
-    """Options: ``litemedsam={...}`` and ``interactive={...}`` override each model's config."""
+    """Options: ``litemedsam={...}`` and ``interactive={...}`` override each model's config;
+    ``num_threads`` goes to both (a nested value wins)."""
     from medseg.models.registry import create_model
 
-    unknown = sorted(set(overrides) - {"litemedsam", "interactive"})
+    valid = {"litemedsam", "interactive", *_SHARED_OPTIONS}
+    unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise ModelError(f"unknown option(s) {unknown}; valid: ['interactive', 'litemedsam']")
-    first = create_model("litemedsam", **dict(overrides.get("litemedsam") or {}))
-    refine = create_model("medseg-interactive", **dict(overrides.get("interactive") or {}))
+        raise ModelError(f"unknown option(s) {unknown}; valid: {sorted(valid)}")
+    shared = {k: overrides[k] for k in _SHARED_OPTIONS if k in overrides}
+    first = create_model("litemedsam", **{**shared, **dict(overrides.get("litemedsam") or {})})
+    refine = create_model(
+        "medseg-interactive", **{**shared, **dict(overrides.get("interactive") or {})}
+    )
     return BoxThenRefine(first, refine)

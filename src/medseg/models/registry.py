@@ -42,8 +42,10 @@ T = TypeVar("T")
 # the extension point for new models; nothing else is stored here.
 _REGISTRY: dict[str, Factory] = {}
 #: What ``"default"`` (``Predictor()``, ``medseg segment``, ``medseg serve``) resolves to: the
-#: best model on held-out data for boxes, clicks and scribbles (docs/benchmarks.md).
-DEFAULT_MODEL = "medseg-interactive"
+#: best model on datasets no medseg model trained on, for boxes, clicks and 3D propagation
+#: (docs/benchmarks.md, "Unseen datasets" and "3D"): LiteMedSAM for a box, medseg-interactive
+#: for corrections.
+DEFAULT_MODEL = "litemedsam+interactive"
 _ALIASES = ("default",)
 _BUILTIN_MODULES = (
     "medseg.models.litemedsam",
@@ -103,11 +105,12 @@ def create_model(name: str, **overrides: Any) -> Any:
     key = os.fspath(name)
     if key == "auto":
         warnings.warn(
-            'model name "auto" is deprecated: use "default" (the same model)',
+            'model name "auto" is deprecated: it names "medseg-interactive" (use that name); '
+            '"default" is now the best model, "litemedsam+interactive"',
             DeprecationWarning,
             stacklevel=2,
         )
-        key = "default"
+        key = "medseg-interactive"
     if key == "default":
         key = DEFAULT_MODEL
     if key in _REGISTRY and not isinstance(name, os.PathLike):

@@ -11,11 +11,13 @@ Examples::
     medseg segment ct.nii.gz -o organs.nii.gz --model runs/x
     medseg segment ct.nii.gz -o kidney.nii.gz --model runs/x --label 2 --point 50,40,12:0
 
-The default model, ``auto`` (``medseg-interactive``), takes every prompt kind; LiteMedSAM
-(``--model litemedsam``) takes boxes only. ``--model MODEL_DIR``, a folder written by
-``medseg auto train``/``run``, segments without prompts (the whole label map, or class
-``--label K``); with prompts it writes class K (default: the first foreground class) as
-corrected by ``medseg-interactive`` from the automatic mask, as label value K.
+The default model, ``default`` (``litemedsam+interactive``: LiteMedSAM for a box, its 3D
+propagation included, medseg-interactive for clicks, scribbles and corrections), takes every
+prompt kind; LiteMedSAM alone (``--model litemedsam``) takes boxes only.
+``--model MODEL_DIR``, a folder written by ``medseg auto train``/``run``, segments
+without prompts (the whole label map, or class ``--label K``); with prompts it
+writes class K (default: the first foreground class) as corrected by
+``medseg-interactive`` from the automatic mask, as label value K.
 """
 
 from __future__ import annotations
