@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medseg.automatic.model import AutoModel
 from medseg.errors import InputError
 from medseg.io.naming import DATASET_ENDINGS, split_channel, split_ending
 
 __all__ = ["find_cases", "predict_folder"]
+
+if TYPE_CHECKING:
+    from medseg.automatic.adapt import AdaptedModel
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ def glob_escape(text: str) -> str:
 
 
 def predict_folder(
-    model: AutoModel,
+    model: AutoModel | AdaptedModel,
     input_path: str | Path,
     out_dir: str | Path,
     *,
@@ -77,7 +81,9 @@ def predict_folder(
     """Segment every case of a file or folder into ``out_dir/<case><ending>``.
 
     ``num_parts``/``part_id`` shard the sorted case list (``cases[part_id::num_parts]``) so
-    several processes or machines can share one folder.
+    several processes or machines can share one folder. An
+    :class:`~medseg.automatic.adapt.AdaptedModel` adapts a copy of the networks to each case
+    first (``medseg auto predict --adapt``).
     """
     from tqdm import tqdm
 

@@ -87,6 +87,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path)
     p.add_argument("out", type=Path, help="output folder (files named by case id)")
     add_auto_predict_options(p)
+    p.add_argument(
+        "--adapt", action="store_true",
+        help="test-time adaptation (TENT): per image, minimise the prediction entropy over "
+        "the normalisation layers' scale/shift of a copy of the model (weights on disk unchanged)",
+    )  # fmt: skip
+    p.add_argument(
+        "--adapt-steps", type=int, default=10, metavar="N",
+        help="with --adapt: optimiser steps per fold and image (default 10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--adapt-time", type=parse_duration, default=60.0, metavar="DURATION",
+        help="with --adapt: time bound per image, e.g. 30s (default 60s)",
+    )  # fmt: skip
     p.add_argument("--num-parts", type=int, default=1)
     p.add_argument("--part-id", type=int, default=0)
     _common(p)
@@ -204,13 +217,22 @@ def _predict(args: argparse.Namespace) -> int:
     from medseg.automatic.predict import predict_folder
 
     cfg = PredictConfig(**auto_predict_options(args))
+    model = AutoModel(args.model, cfg)
+    if args.adapt:
+        from medseg.automatic.adapt import AdaptConfig, AdaptedModel
+
+        model = AdaptedModel(
+            model, AdaptConfig(steps=args.adapt_steps, max_seconds=args.adapt_time)
+        )
     written = predict_folder(
-        AutoModel(args.model, cfg),
+        model,
         args.input,
         args.out,
         num_parts=args.num_parts,
         part_id=args.part_id,
     )
+    if args.adapt:
+        print(model.summary())
     print(f"wrote {len(written)} segmentation(s) to {args.out}")
     return 0
 

@@ -1,0 +1,257 @@
+"""Test-time adaptation of a trained ``medseg auto`` model (TENT, Wang et al. ICLR 2021).
+
+``medseg auto predict MODEL IMAGES OUT --adapt`` adapts the model to each image without
+labels before predicting it:
+
+- **what is adapted**: only the scale and shift (``weight``, ``bias``) of the normalisation
+  layers (the DynUNet's InstanceNorm layers, which normalise with each patch's own
+  statistics); every convolution stays as trained;
+- **objective**: the mean per-voxel Shannon entropy of the softmax prediction (TENT) on
+  random patches of the preprocessed image, minimised with Adam;
+- **per image, episodic**: every image starts again from the weights on disk, so one
+  unusual image cannot drift the model for the next ones and the result of an image does
+  not depend on the order of the folder;
+- **bounded**: at most ``steps`` optimiser steps per fold and at most ``max_seconds`` per
+  image (all folds together);
+- **non-destructive**: the networks adapted are deep copies; the loaded model and the
+  checkpoints on disk are never changed.
+
+Arrays follow :mod:`medseg.automatic.preprocess`: a preprocessed image is ``(C, *sp)`` with
+``sp`` in the plan's transposed order (2D ``(Y, X)``, 3D ``(Z, Y, X)``); a 2D plan on a 3D
+image samples patches from single slices along the first axis.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medseg.automatic.model import AutoModel
+from medseg.errors import InputError
+from medseg.io.image import Image, LabelMap
+
+__all__ = [
+    "AdaptConfig",
+    "AdaptReport",
+    "AdaptedModel",
+    "adapt_network",
+    "norm_affine_parameters",
+    "prediction_entropy",
+    "sample_patches",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Bounds and optimiser of the adaptation.
+
+    ``steps``: optimiser steps per fold and image; ``max_seconds``: wall-clock bound per
+    image (checked before every step); ``lr``: Adam learning rate; ``batch_size``: random
+    patches per step; ``seed``: patch sampling seed (the same for every image).
+    """
+
+    steps: int = 10
+    max_seconds: float = 60.0
+    lr: float = 1e-3
+    batch_size: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise InputError(f"adaptation steps must be >= 1, got {self.steps}")
+        if not self.max_seconds > 0:
+            raise InputError(f"adaptation time must be > 0 s, got {self.max_seconds}")
+        if not self.lr > 0:
+            raise InputError(f"adaptation learning rate must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise InputError(f"adaptation batch size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class AdaptReport:
+    """What one adaptation did: steps taken, seconds, parameters, entropy before/after
+    (mean per-voxel entropy in nats on the fixed evaluation patches)."""
+
+    steps: int
+    seconds: float
+    parameters: int
+    tensors: int
+    entropy_before: float
+    entropy_after: float
+
+    def line(self) -> str:
+        return (
+            f"{self.steps} step(s) in {self.seconds:.1f} s on {self.parameters} normalisation "
+            f"scale/shift values ({self.tensors} tensors), entropy {self.entropy_before:.4f} "
+            f"-> {self.entropy_after:.4f}"
+        )
+
+
+def norm_affine_parameters(net: Any) -> list[Any]:
+    """The affine ``weight``/``bias`` tensors of every normalisation layer of ``net``
+    (batch, instance, group and layer norm)."""
+    import torch
+
+    kinds = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    params = []
+    for module in net.modules():
+        if isinstance(module, kinds):
+            params.extend(p for p in (module.weight, module.bias) if p is not None)
+    return params
+
+
+def prediction_entropy(logits: Any) -> Any:
+    """Mean over batch and voxels of the softmax entropy of ``(B, K, *patch)`` logits."""
+    import torch
+
+    logp = torch.log_softmax(logits, dim=1)
+    return -(logp.exp() * logp).sum(dim=1).mean()
+
+
+def sample_patches(
+    data: np.ndarray, patch_size: Sequence[int], n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` random patches ``(n, C, *patch_size)`` of a ``(C, *sp)`` array.
+
+    Axes shorter than the patch are zero-padded at the end (as the sliding window pads);
+    with a 2D patch on 3D data each patch comes from one random slice of the first axis.
+    """
+    if data.ndim - 1 == len(patch_size) + 1:
+        slices = rng.integers(0, data.shape[1], n)
+        return np.concatenate(
+            [sample_patches(data[:, z], patch_size, 1, rng) for z in slices], axis=0
+        )
+    if data.ndim - 1 != len(patch_size):
+        raise InputError(f"patch {tuple(patch_size)} does not fit data of shape {data.shape}")
+    pad = [(0, 0)] + [(0, max(0, p - s)) for p, s in zip(patch_size, data.shape[1:], strict=True)]
+    data = np.pad(data, pad) if any(b for _, b in pad) else data
+    out = np.empty((n, data.shape[0], *patch_size), dtype=np.float32)
+    for i in range(n):
+        starts = [
+            int(rng.integers(0, s - p + 1)) for s, p in zip(data.shape[1:], patch_size, strict=True)
+        ]
+        window = (slice(a, a + p) for a, p in zip(starts, patch_size, strict=True))
+        out[i] = data[(slice(None), *window)]
+    return out
+
+
+def _batches(data: np.ndarray, patch: Sequence[int], cfg: AdaptConfig) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(cfg.seed)
+    while True:
+        yield sample_patches(data, patch, cfg.batch_size, rng)
+
+
+def adapt_network(
+    net: Any,
+    data: np.ndarray,
+    patch_size: Sequence[int],
+    cfg: AdaptConfig,
+    *,
+    deadline: float | None = None,
+) -> tuple[Any, AdaptReport]:
+    """A copy of ``net`` whose normalisation affine parameters minimise the prediction
+    entropy on patches of ``data`` (``(C, *sp)``, preprocessed); ``net`` is unchanged.
+
+    Stops after ``cfg.steps`` steps or at ``deadline`` (``time.perf_counter()`` value;
+    default ``cfg.max_seconds`` from now). The copy is returned in eval mode.
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    deadline = t0 + cfg.max_seconds if deadline is None else deadline
+    device = next(net.parameters()).device
+    adapted = copy.deepcopy(net).eval()
+    adapted.requires_grad_(False)
+    params = norm_affine_parameters(adapted)
+    if not params:
+        raise InputError("the network has no normalisation layer with scale/shift to adapt")
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    eval_rng = np.random.default_rng(cfg.seed + 1)
+    fixed = torch.from_numpy(sample_patches(data, patch_size, cfg.batch_size, eval_rng))
+    fixed = fixed.to(device)
+    with torch.no_grad():
+        before = float(prediction_entropy(adapted(fixed)))
+    steps = 0
+    for batch in _batches(data, patch_size, cfg):
+        if steps >= cfg.steps or time.perf_counter() >= deadline:
+            break
+        loss = prediction_entropy(adapted(torch.from_numpy(batch).to(device)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+    adapted.requires_grad_(False)
+    with torch.no_grad():
+        after = float(prediction_entropy(adapted(fixed)))
+    report = AdaptReport(
+        steps=steps,
+        seconds=time.perf_counter() - t0,
+        parameters=sum(p.numel() for p in params),
+        tensors=len(params),
+        entropy_before=before,
+        entropy_after=after,
+    )
+    return adapted, report
+
+
+class AdaptedModel:
+    """An :class:`AutoModel` that adapts a copy of its fold networks to every image before
+    predicting it (module docstring); ``predict(image)`` has ``AutoModel.predict``'s contract.
+
+    Attributes:
+        reports: one list of :class:`AdaptReport` (one per fold) per predicted image.
+    """
+
+    def __init__(self, model: AutoModel, config: AdaptConfig | None = None) -> None:
+        self.model = model
+        self.cfg = config or AdaptConfig()
+        self.plan = model.plan
+        self.reports: list[list[AdaptReport]] = []
+
+    def predict(self, image: Image) -> LabelMap:
+        """Adapt the fold networks to ``image`` (2D ``(H, W)`` / 3D ``(Z, Y, X)``, channels
+        last if several), then predict it with the adapted copies."""
+        from medseg.automatic.preprocess import preprocess_image
+
+        plan = self.model.plan
+        if (image.num_channels if image.channels else 1) != plan.in_channels:
+            return self.model.predict(image)  # the model's own error message
+        data, _ = preprocess_image(image, plan)
+        deadline = time.perf_counter() + self.cfg.max_seconds
+        networks, reports = [], []
+        for net in self.model.networks:
+            adapted, report = adapt_network(net, data, plan.patch_size, self.cfg, deadline=deadline)
+            networks.append(adapted)
+            reports.append(report)
+            log.info("adapted fold network: %s", report.line())
+        del data
+        self.reports.append(reports)
+        view = copy.copy(self.model)  # shares plan and config; only the networks differ
+        view.networks = networks
+        return view.predict(image)
+
+    def summary(self) -> str:
+        """One line saying what was adapted, for the CLI and the logs."""
+        flat = [r for image in self.reports for r in image]
+        if not flat:
+            return "--adapt: nothing was predicted"
+        before = np.mean([r.entropy_before for r in flat])
+        after = np.mean([r.entropy_after for r in flat])
+        return (
+            f"--adapt (TENT): normalisation scale/shift of {len(self.model.networks)} fold "
+            f"network(s) ({flat[0].parameters} values each) adapted per image and reset "
+            f"between images, {sum(r.steps for r in flat)} step(s) over {len(self.reports)} "
+            f"image(s) (<= {self.cfg.steps} per fold, <= {self.cfg.max_seconds:g} s per "
+            f"image), mean prediction entropy {before:.4f} -> {after:.4f}; weights on disk "
+            "unchanged"
+        )
