@@ -10,7 +10,6 @@ from medseg.cli.commands.segment import parse_numbers, parse_point, parse_scribb
 from medseg.cli.main import main
 from medseg.errors import PromptError
 from medseg.io.image import Image
-from medseg.models import registry
 
 LITE = ("segment", "--model", "litemedsam")
 
@@ -22,18 +21,6 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def _disc(shape, centre, radius) -> np.ndarray:
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
-
-
-@pytest.fixture
-def shared_model(litemedsam, monkeypatch: pytest.MonkeyPatch):
-    """Let the CLI reuse the session's model instead of loading its own."""
-    real = registry.create_model
-    monkeypatch.setattr(
-        registry,
-        "create_model",
-        lambda name, **kw: litemedsam if name == "litemedsam" else real(name, **kw),
-    )
-    return litemedsam
 
 
 def test_parse_numbers_and_points() -> None:
@@ -91,7 +78,8 @@ def test_segment_errors(tmp_path: Path, shared_model, capsys) -> None:
     assert main([*LITE, src, "-o", out]) == 2
     assert "give at least one prompt" in capsys.readouterr().err
     assert main([*LITE, src, "-o", out, "--box", "1,1,5,5"]) == 2
-    assert "give slice_index" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "give --slice Z" in err and "--box3d" in err and "slice_index" not in err
     assert main([*LITE, src, "-o", out, "--point", "1,1,2", "--point", "3,3,3"]) == 2
     assert "one slice" in capsys.readouterr().err
     assert main([*LITE, src, "-o", str(tmp_path / "o.dcm"), "--box3d", "1,1,0,5,5,1"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,9 +83,42 @@ class Prediction:
         """Number of objects (1 for a single-object or multimask prediction)."""
         return 1 if self.multimask or self.mask.ndim == self.labels.ndim else self.mask.shape[0]
 
-    def to_label_map(self, label_names: dict[int, str] | None = None) -> LabelMap:
+    def to_label_map(
+        self,
+        label_names: dict[int, str] | None = None,
+        values: int | Sequence[int] | None = None,
+    ) -> LabelMap:
         """The label map as a :class:`LabelMap` on the image's grid (saveable with
-        ``medseg.io.save``)."""
+        ``medseg.io.save``), array of shape ``S``.
+
+        ``values`` picks the written label values: None writes object ``i`` as ``i + 1``;
+        one int ``K`` writes every object as ``K`` (one class); a sequence gives one value
+        per object (``values[i]`` for object ``i``; equal values merge objects). Values are
+        1..65535; the array is uint8 when they fit, else uint16. Overlaps go to the object
+        with the highest logit, as in ``labels``.
+        """
         if self.image is None:
             raise InputError("this prediction has no image geometry; build a LabelMap yourself")
-        return LabelMap.like(self.image, self.labels, label_names=label_names)
+        return LabelMap.like(self.image, self.label_array(values), label_names=label_names)
+
+    def label_array(self, values: int | Sequence[int] | None = None) -> np.ndarray:
+        """``labels`` (shape ``S``) with object ``i`` written as ``values`` says (see
+        :meth:`to_label_map`)."""
+        if values is None:
+            return self.labels
+        n = self.num_objects
+        if isinstance(values, Sequence | np.ndarray) and not isinstance(values, str):
+            per_object = list(values)
+        else:
+            per_object = [values] * n
+        if len(per_object) != n:
+            raise InputError(
+                f"values has {len(per_object)} label values for {n} object(s): give one "
+                "value, or one per object"
+            )
+        for v in per_object:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= 65535:
+                raise InputError(f"label value {v!r} must be an integer from 1 to 65535")
+        lut = np.array([0, *per_object], dtype=np.int64)
+        dtype = np.uint8 if lut.max() <= 255 else np.uint16
+        return lut[self.labels].astype(dtype)

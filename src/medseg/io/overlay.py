@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 from medseg.io.image import Image
 
-__all__ = ["to_display_rgb", "render_overlay", "save_overlay", "PALETTE"]
+__all__ = ["to_display_rgb", "render_overlay", "save_overlay", "scribble_pixels", "PALETTE"]
 
 # Distinct colours for label values 1, 2, ... (cycled).
 PALETTE = np.array(
@@ -55,12 +56,16 @@ def render_overlay(
     boxes: Sequence[Sequence[float]] = (),
     points: Sequence[Sequence[float]] = (),
     point_labels: Sequence[int] = (),
+    scribbles: Any = (),
     alpha: float = 0.45,
 ) -> np.ndarray:
     """Blend integer ``labels`` (same spatial shape as ``image``) over the image.
 
-    Boxes are ``(x0, y0, x1, y1)``; points ``(x, y)`` with labels 1 (green) or 0 (red).
-    Returns an ``(H, W, 3)`` uint8 array.
+    Boxes are ``(x0, y0, x1, y1)`` (yellow); points ``(x, y)`` with labels 1 (green) or 0
+    (red); scribbles are polylines ``{"points": [(x, y), ...], "label": 1 or 0}`` (or
+    ``(points, label)``) or a ``(2, H, W)`` positive/negative stroke mask, drawn green
+    (1) or red (0). All coordinates are array indices (x = column, y = row) of the drawn
+    slice, shown in array orientation (row 0 at the top). Returns ``(H, W, 3)`` uint8.
     """
     from skimage.draw import disk, rectangle_perimeter
     from skimage.segmentation import find_boundaries
@@ -87,7 +92,33 @@ def render_overlay(
         positive = (point_labels[i] if i < len(point_labels) else 1) == 1
         rr, cc = disk((float(pt[1]), float(pt[0])), max(2.0, min(h, w) / 100), shape=(h, w))
         rgb[rr, cc] = (0, 255, 0) if positive else (255, 0, 0)
+    positive, negative = scribble_pixels(scribbles, (h, w))
+    rgb[positive] = (0, 255, 0)
+    rgb[negative] = (255, 0, 0)
     return rgb.clip(0, 255).astype(np.uint8)
+
+
+def scribble_pixels(scribbles: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Two bool ``(H, W)`` masks, positive and negative stroke pixels, from polylines
+    (``{"points": [(x, y), ...], "label": 1 | 0}`` or ``(points, label)``) or a ``(2, H, W)``
+    stroke mask; polyline points outside the image are clipped."""
+    from skimage.draw import line
+
+    h, w = shape
+    if isinstance(scribbles, np.ndarray):
+        if scribbles.shape != (2, h, w):
+            raise InputError(f"scribble masks must be (2, {h}, {w}), got {scribbles.shape}")
+        return scribbles[0].astype(bool), scribbles[1].astype(bool)
+    masks = np.zeros((2, h, w), bool)
+    for item in scribbles:
+        pts, label = (item["points"], item.get("label", 1)) if isinstance(item, dict) else item
+        xy = [(round(float(p[0])), round(float(p[1]))) for p in pts]
+        m = masks[0 if int(label) == 1 else 1]
+        for (x0, y0), (x1, y1) in zip(xy, xy[1:] or xy, strict=False):
+            rr, cc = line(y0, x0, y1, x1)
+            keep = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            m[rr[keep], cc[keep]] = True
+    return masks[0], masks[1]
 
 
 def save_overlay(path: str | Path, image: Image | np.ndarray, labels: np.ndarray, **kwargs) -> Path:

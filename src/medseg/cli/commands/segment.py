@@ -28,6 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
+from medseg.cli.segment_output import (
+    cli_prompt_message,
+    output_values,
+    parse_label_values,
+    relabel,
+    save_segment_overlay,
+    size_text,
+)
 from medseg.errors import InputError, PromptError
 
 NAME = "segment"
@@ -151,7 +159,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="label image of scribbles (1 = positive, 2 = negative), the image's or slice's size",
     )
-    parser.add_argument("--overlay", type=Path, help="also write an overlay PNG")
+    values = parser.add_argument_group(
+        "output label values",
+        "Written by default: object i (the i-th --box, in the order given) as value i, "
+        "one object (value 1) for --box3d, points and scribbles; with --model MODEL_DIR "
+        "each class as its own value K (0 = background everywhere).",
+    )
+    values.add_argument(
+        "--label-value",
+        type=parse_label_values,
+        metavar="K[,K2,...]",
+        help="write every object as value K, or object i as the i-th value (one per --box; "
+        "with --model MODEL_DIR one per class written)",
+    )
+    values.add_argument(
+        "--one-label",
+        action="store_true",
+        help="write every object as value 1 (one binary mask; same as --label-value 1)",
+    )
+    parser.add_argument(
+        "--overlay",
+        type=Path,
+        help="also write an overlay PNG (the mask, boxes, points and scribbles on the "
+        "prompted slice, in array orientation: row 0 at the top, column 0 at the left)",
+    )
     parser.add_argument("--window", help="CT window preset (default soft_tissue for CT)")
     parser.add_argument("--modality", help="override the image's modality (e.g. CT, MR)")
     parser.add_argument(
@@ -232,25 +263,43 @@ def _write(args: argparse.Namespace, image: Any, label_map: Any, out: Path) -> P
     return Path(mio.save(label_map, out))
 
 
-def _segment_prompted(predictor: Any, kw: dict[str, Any], image: Any) -> tuple[Any, int | None]:
+def _predict(predictor: Any, **kw: Any) -> Any:
+    """``predictor.predict`` with errors worded in this command's options."""
+    try:
+        return predictor.predict(**kw)
+    except PromptError as exc:
+        raise PromptError(cli_prompt_message(str(exc))) from exc
+
+
+def _segment_prompted(
+    predictor: Any, kw: dict[str, Any], image: Any, values: Any
+) -> tuple[Any, int | None]:
     """Promptable segmentation: (label map of the objects, slice for the overlay)."""
     import numpy as np
 
-    result = predictor.predict(**kw)
-    labels = result.to_label_map()
-    voxels = [int(np.count_nonzero(result.labels == i + 1)) for i in range(len(result.scores))]
-    volume = float(np.prod(image.spacing))
-    for i, (n, s) in enumerate(zip(voxels, result.scores, strict=True)):
+    result = _predict(predictor, **kw)
+    n_obj = result.num_objects
+    if isinstance(values, list) and len(values) != n_obj:
+        raise PromptError(
+            f"--label-value has {len(values)} values for {n_obj} object(s): give one value, "
+            "or one per --box"
+        )
+    labels = result.to_label_map(values=values)
+    for i in range(n_obj):
+        k = (values if isinstance(values, int) else values[i]) if values is not None else i + 1
+        n = int(np.count_nonzero(result.labels == i + 1))
         extra = f" slices {result.slice_ranges[i]}" if result.slice_ranges else ""
-        print(f"object {i + 1}: {n} voxels, {n * volume:.1f} mm^{image.ndim}, score {s:.3f}{extra}")
+        score = float(result.scores[i])
+        print(f"object {i + 1}: label {k}, {size_text(n, image)}, score {score:.3f}{extra}")
     return labels, result.info.get("start_slice")
 
 
 def _segment_auto(
-    args: argparse.Namespace, predictor: Any, kw: dict[str, Any], image: Any
+    args: argparse.Namespace, predictor: Any, kw: dict[str, Any], image: Any, values: Any
 ) -> tuple[Any, int | None]:
     """Auto model: the label map (all classes or ``--label``) without prompts, else the
-    corrected class as label value K; returns it with the slice for the overlay."""
+    corrected class as label value K (``values`` rewrites them, see ``relabel``); returns
+    it with the slice for the overlay."""
     import numpy as np
 
     from medseg.io.image import LabelMap
@@ -258,7 +307,7 @@ def _segment_auto(
     auto = predictor.auto
     if _has_prompt(kw):  # the CLI's default class: the model's first foreground class
         label = auto.default_label if args.label is None else args.label
-        result = predictor.predict(label=label, **kw)
+        result = _predict(predictor, label=label, **kw)
         k, z = result.info["label"], result.info.get("start_slice")
         arr = np.where(result.mask, k, 0).astype(np.uint16 if k > 255 else np.uint8)
         labels = LabelMap.like(image, arr, label_names={k: auto.label_names[k]})
@@ -268,34 +317,14 @@ def _segment_auto(
             k = auto.check_label(args.label)
             arr = np.where(labels.array == k, labels.array, 0)
             labels = LabelMap.like(image, arr, label_names={k: auto.label_names[k]})
-    volume = float(np.prod(image.spacing))
+    labels = relabel(labels, values)
     for value, name in labels.label_names.items():
-        n = int(np.count_nonzero(labels.array == value))
-        print(f"label {value} ({name}): {n} voxels, {n * volume:.1f} mm^{image.ndim}")
+        if value:  # 0 is background
+            n = int(np.count_nonzero(labels.array == value))
+            print(f"label {value} ({name}): {size_text(n, image)}")
     if z is None and image.ndim == 3:  # overlay: the slice with the most foreground
         z = int(np.argmax(labels.array.reshape(labels.shape[0], -1).astype(bool).sum(1)))
     return labels, z
-
-
-def _save_overlay(
-    args: argparse.Namespace, image: Any, labels: Any, z: int | None, kw: dict
-) -> None:
-    from medseg.io.overlay import save_overlay
-
-    boxes = [kw["box"]] if "box" in kw else kw.get("boxes", [])
-    if "box3d" in kw:
-        b = kw["box3d"]
-        boxes = [(b[0], b[1], b[3], b[4])]
-    save_overlay(
-        args.overlay,
-        image,
-        labels.array,
-        slice_index=z,
-        boxes=boxes,
-        points=kw.get("points", ()),
-        point_labels=kw.get("point_labels", ()),
-    )
-    print(f"wrote {args.overlay}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -311,7 +340,12 @@ def run(args: argparse.Namespace) -> int:
             "auto model, --model MODEL_DIR, segments without prompts)"
         )
     if args.label is not None and not auto:
-        raise PromptError("--label picks a class of a medseg auto model: use --model MODEL_DIR")
+        raise PromptError(
+            f"--label {args.label} picks a class of a medseg auto model and needs --model "
+            f"MODEL_DIR (a folder written by medseg auto train/run); to write the objects as "
+            f"label value {args.label}, use --label-value {args.label}"
+        )
+    values = output_values(args)
     out = _output_path(args, image)
     if out.suffix.lower() == ".dcm" and image.meta.get("format") != "dicom":
         raise InputError("a DICOM-SEG output (.dcm) needs a DICOM input")
@@ -323,11 +357,12 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, window=args.window, **overrides)
     predictor.set_image(image, modality=args.modality)
     if predictor.auto is not None:
-        labels, z = _segment_auto(args, predictor, kw, image)
+        labels, z = _segment_auto(args, predictor, kw, image, values)
     else:
-        labels, z = _segment_prompted(predictor, kw, image)
+        labels, z = _segment_prompted(predictor, kw, image, values)
     out = _write(args, image, labels, out)
     print(f"wrote {out}")
     if args.overlay:
-        _save_overlay(args, image, labels, z, kw)
+        save_segment_overlay(args.overlay, image, labels, z, kw)
+        print(f"wrote {args.overlay}")
     return 0
