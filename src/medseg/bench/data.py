@@ -150,21 +150,24 @@ def _int_names(raw: dict[str, Any] | None) -> dict[int, str]:
 
 
 def _folder_cases(root: Path, name: str) -> tuple[CaseRef, ...]:
-    images: dict[str, Path] = {}
-    for f in sorted((root / "images").iterdir()):
-        stem = _stem(f)
-        if stem is None or f.name.startswith("."):
-            continue
-        m = split_channel(stem)
-        if m is None:
-            images.setdefault(stem, f)
-        elif m[1] == 0:
-            images[m[0]] = f
+    """Pair ``images/`` with ``labels/`` by case name. An image stem ``CASE_CCCC`` is channel
+    CCCC of ``CASE`` (nnU-Net) only when no label is named after the whole stem, so
+    ``tg3k_0007.png`` with label ``tg3k_0007.png`` is case ``tg3k_0007``, not channel 7."""
     labels = {}
     for f in sorted((root / "labels").iterdir()):
         stem = _stem(f)
         if stem is not None and not f.name.startswith("."):
             labels[stem] = f
+    images: dict[str, Path] = {}
+    for f in sorted((root / "images").iterdir()):
+        stem = _stem(f)
+        if stem is None or f.name.startswith("."):
+            continue
+        m = None if stem in labels else split_channel(stem)
+        if m is None:
+            images.setdefault(stem, f)
+        elif m[1] == 0:
+            images[m[0]] = f
     ids = sorted(set(images) | set(labels))
     return tuple(CaseRef(name, i, images.get(i), labels.get(i)) for i in ids)
 

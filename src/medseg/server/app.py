@@ -114,7 +114,7 @@ def _add_middleware(app: FastAPI, config: ServerConfig) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(config.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],  # PUT: MONAI Label saves
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes + _BODY_OVERHEAD)
