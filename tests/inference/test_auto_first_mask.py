@@ -221,6 +221,7 @@ def test_segment_cli_errors(
     assert main(["segment", src, "-o", out]) == 2
     assert "give at least one prompt" in capsys.readouterr().err
     assert main(["segment", src, "-o", out, "--label", "1", "--point", "3,3"]) == 2
-    assert "--label picks a class" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--label 1 picks a class" in err and "--label-value 1" in err
     assert main(["segment", src, "-o", out, "--model", str(trained[0]), "--label", "7"]) == 2
     assert "label 7 is not a class" in capsys.readouterr().err

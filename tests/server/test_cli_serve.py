@@ -53,8 +53,8 @@ def test_serve_opens_on_the_sample(tmp_path: Path) -> None:
         page = httpx.get(url, follow_redirects=True)
         assert page.status_code == 200 and "medseg" in page.text
         info = httpx.get(f"{base}/api/info", headers=headers).json()
-        # the default model ("auto") takes boxes, clicks and scribbles
-        assert info["model"]["name"] == "medseg-interactive" and info["auth"] is True
+        # the default model (litemedsam+interactive) takes boxes, clicks and scribbles
+        assert info["model"]["name"] == "litemedsam+interactive" and info["auth"] is True
         assert all(info["model"]["tools"][t]["enabled"] for t in ("box", "scribble"))
     finally:
         _stop(proc)
