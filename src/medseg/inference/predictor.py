@@ -66,6 +66,7 @@ class Predictor:
         window: CT window name or :class:`medseg.io.intensity.CTWindow` for CT images.
         propagation: 3D propagation rule parameters.
         progress: show a progress bar during 3D propagation (on a terminal).
+        text_weights: the text head's weights file for ``predict(text=...)``; None = bundled.
         **model_overrides: model options, e.g. ``backend="onnx"``, ``cache_dir=...``; with
             an automatic model, options named like
             :class:`medseg.automatic.model.PredictConfig` fields (``folds``, ``tta``, ...)
@@ -84,6 +85,7 @@ class Predictor:
         window: Any = None,
         propagation: PropagationConfig | None = None,
         progress: bool = True,
+        text_weights: str | os.PathLike[str] | None = None,
         **model_overrides: Any,
     ) -> None:
         from medseg.automatic.segmenter import resolve_auto
@@ -106,6 +108,8 @@ class Predictor:
         self._unit: np.ndarray | None = None
         self._key = ""
         self._auto: LabelMap | None = None
+        self.text_weights = text_weights
+        self._text_decoder: Any = None  # medseg.inference.text loads it on first use
 
     # ---- image -----------------------------------------------------------------------
     @property
@@ -197,6 +201,8 @@ class Predictor:
         scribbles: Any = None,
         label: int | None = None,
         propagate: bool = True,
+        text: str | None = None,
+        texts: Any = None,
     ) -> Prediction:
         """Segment the object(s) the prompts point at; see :class:`Prediction` for shapes.
 
@@ -223,12 +229,24 @@ class Predictor:
                 the prompts (seeded as ``mask_input`` unless one is given).
             propagate: 3D: ``False`` segments the slice ``slice_index`` only and returns a
                 2D result (``(Y, X)`` mask) for it.
+            text: a target's name (``"left kidney"``; ``medseg.prompts.text.list_targets()``);
+                ``texts``: several, one object each. Not found -> empty mask and
+                ``found[i]`` False (:mod:`medseg.inference.text`). With ``points=`` the
+                clicks correct the text mask; other prompts: pass ``mask_input=result``.
         """
         if self._image is None:
             raise PromptError("no image: call set_image(image) before predict()")
         given = (("box", box), ("box", boxes), ("box", box3d), ("points", points),
                  ("scribbles", scribbles), ("mask", mask_input))  # fmt: skip
         kinds = {k for k, v in given if v is not None}
+        if text is not None or texts is not None:
+            from medseg.inference import text as tx
+
+            names, stacked = tx.text_list(text, texts, kinds, label, multimask)
+            r = tx.predict_text(self, names, slice_index, propagate, stacked)
+            if points is None:
+                return r
+            return tx.refine_text(self, r, points, point_labels, slice_index, propagate)
         self._check_kinds(kinds)
         if multimask and (boxes is not None or self._image.ndim == 3):
             raise PromptError("multimask=True works for one object on a 2D image only")

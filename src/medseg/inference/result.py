@@ -53,7 +53,10 @@ class Prediction:
         image: the image whose geometry the result shares (numpy input gets unit spacing,
             zero origin and identity direction).
         multimask: True when ``mask`` holds candidates rather than objects.
-        slice_ranges: 3D only: inclusive ``(z_first, z_last)`` segmented per object.
+        slice_ranges: 3D only: inclusive ``(z_first, z_last)`` segmented per object
+            (``(z, z - 1)``: nothing segmented).
+        found: text prompts only: per object, whether the named target was found (a target
+            not found has an empty mask); empty for other prompts.
         info: extra details (prompted slice, boxes used per slice, model name).
     """
 
@@ -64,6 +67,7 @@ class Prediction:
     image: Image | None = None
     multimask: bool = False
     slice_ranges: tuple[tuple[int, int], ...] = ()
+    found: tuple[bool, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
