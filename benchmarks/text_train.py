@@ -2,7 +2,8 @@
 
     python benchmarks/text_data.py --out /work/cache/text          # embeddings, once
     python benchmarks/text_train.py --cache /work/cache/text --minutes 25 \
-        --out src/medseg/assets/medseg_text.pt [--num-threads 2] [--seed 0]
+        --out src/medseg/assets/medseg_text.pt [--num-threads 2] [--seed 0] \
+        [--splits train,heldout_case] [--init earlier.pt]
 
 Examples are (image embedding, phrase) pairs from the ``train`` split of the cache (the
 left-out datasets of ``benchmarks/text_data.py`` are never seen). Each step draws images with
@@ -28,20 +29,9 @@ import numpy as np
 
 log = logging.getLogger("text_train")
 
-# Body region per dataset: an absent target is one of a region the image does not show.
-REGION = {
-    "isbi2012_em": "em", "miccai15_nuclei": "histo", "glas_colon_glands": "histo",
-    "sammed2d_demo": "body", "totalseg_ref": "body", "msd_spleen_ct_slices": "body",
-    "msd_lung_tumour_ct_slices": "body", "pansegdata_pancreas_t2_mr": "body",
-    "kvasir_seg_sample": "colonoscopy", "cvc_colondb_polyp": "colonoscopy",
-    "ham10000_isic_sample": "skin", "isic2017_skin_lesion": "skin", "cxr_lung_demo": "chest-xr",
-    "jsrt_scr_cxr": "chest-xr", "stardist_nuclei": "cells", "dsb2018_nuclei": "cells",
-    "brats2015_deepmedic": "brain", "mricron_atlas": "brain", "busi_breast_us": "breast-us",
-    "hc18_fetal_head_us": "fetal-us", "tg3k_thyroid_us": "neck-us", "ccaus_carotid_us": "neck-us",
-    "us_nerve_bp": "neck-us", "drive_retina_vessels": "fundus", "chasedb1_retina_vessels": "fundus",
-    "hrf_retina_vessels": "fundus", "sct_spinalcord_mr": "spine", "npc_nasopharynx_t2_mr": "head",
-    "arcade_stenosis_xca": "angio", "cdd_cesm_mammo_lesion": "mammo",
-}  # fmt: skip
+# Body region per dataset (one home, shared with medseg bench text): an absent target is one
+# of a region the image does not show.
+from medseg.bench.text import DATASET_REGION as REGION  # noqa: E402
 
 
 def model_targets(vocab) -> list:
@@ -121,7 +111,8 @@ def train(args: argparse.Namespace) -> dict:
     labels = np.load(cache / "labels.npy")
     vocab = load_vocabulary()
     targets = model_targets(vocab)
-    train_s = [s for s in samples if s["split"] == "train"]
+    splits = set(args.splits.split(","))
+    train_s = [s for s in samples if s["split"] in splits]
     index = index_samples(train_s, labels, targets)
     keep = [i for i, ix in enumerate(index) if ix["present"]]
     counts: dict[str, int] = {}
@@ -134,6 +125,10 @@ def train(args: argparse.Namespace) -> dict:
              len(keep), len(counts), len(targets), len(phrases))  # fmt: skip
     lite = create_model("litemedsam", backend="torch")
     head = build_text_head(lite.net)
+    if args.init:  # continue from earlier weights (fp16 trained parameters)
+        prior = torch.load(args.init, map_location="cpu", weights_only=False)["state"]
+        head.load_state_dict({k: v.float() for k, v in prior.items()}, strict=False)
+        log.info("initialised from %s", args.init)
     params = [p for p in head.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     pe = lite._dense_pe
@@ -168,6 +163,7 @@ def train(args: argparse.Namespace) -> dict:
              if k.startswith(TRAINED_PREFIXES)}  # fmt: skip
     info = {"steps": step, "batch": args.batch, "minutes": args.minutes, "lr": args.lr,
             "absent_p": args.absent, "seed": args.seed, "train_images": len(keep),
+            "splits": sorted(splits), "init": args.init and Path(args.init).name,
             "train_datasets": sorted(counts), "final_loss": float(np.mean(hist[-50:])),
             "heldout_datasets": sorted({s["dataset"] for s in samples
                                         if s["split"] == "heldout"}),
@@ -190,6 +186,12 @@ def main() -> None:
     ap.add_argument("--absent", type=float, default=0.3)
     ap.add_argument("--num-threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--splits",
+        default="train",
+        help="cache splits trained on, comma-separated (train, heldout_case)",
+    )
+    ap.add_argument("--init", help="weights file to continue training from")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(ap.parse_args())
 

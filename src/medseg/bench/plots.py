@@ -16,13 +16,13 @@ import numpy as np
 from medseg.bench.runner import GalleryItem
 from medseg.io.atomic import atomic_path
 
-__all__ = ["plot_curves", "render_gallery", "gallery_filename", "crop_box"]
+__all__ = ["save_figure", "plot_curves", "render_gallery", "gallery_filename", "crop_box"]
 
 # Label values for render_overlay's palette: 1 red, 2 green, 3 yellow, 4 blue.
 _GT, _PRED, _POS, _NEG = 2, 4, 2, 1
 
 
-def _save(fig: Any, path: Path, dpi: int = 110, tight: bool = False) -> Path:
+def save_figure(fig: Any, path: Path, dpi: int = 110, tight: bool = False) -> Path:
     """Write ``fig`` as PNG; ``tight``: crop/grow the canvas to everything drawn (so that
     no label is ever cut off)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -83,7 +83,7 @@ def plot_curves(summary: Sequence[dict[str, Any]], path: str | Path) -> Path | N
         axes[row * ncols].set_ylabel("mean Dice")
     _legend(fig, axes[: len(panels)])
     fig.suptitle("Mean Dice after each interaction")
-    return _save(fig, Path(path), tight=True)
+    return save_figure(fig, Path(path), tight=True)
 
 
 def _legend(fig: Any, axes: Sequence[Any], max_cols: int = 4) -> Any:
@@ -184,7 +184,7 @@ def render_gallery(items: Sequence[GalleryItem], path: str | Path, title: str) -
             ax.set_title(head, fontsize=8)
             ax.set_axis_off()
     fig.suptitle(title, fontsize=11, y=1 - 0.12 / height)
-    return _save(fig, Path(path), dpi=90)
+    return save_figure(fig, Path(path), dpi=90)
 
 
 def gallery_filename(model: str, protocol: str) -> str:

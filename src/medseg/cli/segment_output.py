@@ -1,5 +1,6 @@
 """What ``medseg segment`` writes and prints: output label values, object sizes in the
-right unit, CLI wording of prompt errors and the ``--overlay`` PNG."""
+right unit, CLI wording of prompt errors, the ``--overlay`` PNG, and the ``--text`` /
+``--list-targets`` options."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ __all__ = [
     "relabel",
     "cli_prompt_message",
     "save_segment_overlay",
+    "ListTargets",
+    "text_prompts",
+    "text_line",
 ]
 
 #: Formats whose files carry voxel spacing (rasters and NumPy arrays do not).
@@ -147,3 +151,49 @@ def save_segment_overlay(
         point_labels=kw.get("point_labels", ()),
         scribbles=kw.get("scribbles", ()),
     )
+
+
+class ListTargets(argparse.Action):
+    """``--list-targets [MODALITY]``: print the text-prompt vocabulary and exit."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None):
+        from medseg.prompts.text import list_targets, modality_code
+
+        targets = list_targets()
+        if values:
+            code = modality_code(values) or values
+            targets = [t for t in targets if code in t.modalities]
+        if not targets:
+            known = sorted({m for t in list_targets() for m in t.modalities})
+            parser.exit(2, f"no text targets for modality {values!r}; known: {', '.join(known)}\n")
+        for t in targets:
+            syn = f"  (also: {', '.join(t.synonyms)})" if t.synonyms else ""
+            print(f"{t.name}  [{', '.join(t.modalities)}]{syn}")
+        parser.exit(0, f"{len(targets)} targets\n")
+
+
+def text_prompts(texts: list[str], kw: dict[str, Any]) -> dict[str, Any]:
+    """Add ``--text`` phrases to the predict() keywords ``kw`` (one: ``text=``, several:
+    ``texts=``); other prompts than clicks cannot go with them."""
+    if not texts:
+        return kw
+    others = sorted({"box", "boxes", "box3d", "scribbles"} & kw.keys())
+    if others:
+        opts = {"box": "--box", "boxes": "--box", "box3d": "--box3d", "scribbles": "--scribble"}
+        given = ", ".join(dict.fromkeys(opts[k] for k in others))
+        raise PromptError(f"--text takes --point corrections only, not {given}")
+    if len(texts) > 1 and "points" in kw:
+        raise PromptError("--point corrects one --text target: give one --text with --point")
+    return {**kw, "text": texts[0]} if len(texts) == 1 else {**kw, "texts": list(texts)}
+
+
+def text_line(result: Any, i: int) -> str | None:
+    """``' "left kidney" (presence 0.93)'`` / not-found wording for object ``i`` of a text
+    result, or None for other results."""
+    text = result.info.get("text")
+    if not text:
+        return None
+    t = text[i]
+    if not t["found"]:
+        return f"{t['text']!r}: not found (presence {t['presence']:.2f}); empty mask written"
+    return f"{t['text']!r} ({t['target']}, presence {t['presence']:.2f})"

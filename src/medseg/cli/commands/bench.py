@@ -1,4 +1,5 @@
-"""``medseg bench interactive``: compare promptable models with simulated interactions."""
+"""``medseg bench interactive``: compare promptable models with simulated interactions;
+``medseg bench text``: text prompts (:mod:`medseg.bench.text`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 NAME = "bench"
 HELP = "benchmark promptable models with simulated users (boxes, clicks, scribbles)"
@@ -156,6 +158,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _data_arguments(p)
     _run_arguments(p)
     _output_arguments(p)
+    _text_parser(sub)
+
+
+def _text_parser(sub: Any) -> None:
+    t = sub.add_parser(
+        "text",
+        help="Dice from a phrase alone and after correction clicks, not-found rate on absent "
+        "targets, synonyms, time to the first mask",
+        description="Segment every named target of the datasets from its label name "
+        "(predict(text=...)), correct it with simulated clicks, ask for targets the images do "
+        "not show, and write results.json and text_dice.png into --out. See docs/bench.md.",
+    )
+    t.add_argument(
+        "data",
+        nargs="+",
+        type=Path,
+        metavar="DATA",
+        help="dataset folder(s) with named labels (manifest.json or dataset.json)",
+    )
+    t.add_argument(
+        "--model",
+        default="litemedsam+interactive",
+        metavar="NAME",
+        help="promptable model with LiteMedSAM's encoder (default litemedsam+interactive)",
+    )
+    t.add_argument(
+        "--text-weights",
+        type=Path,
+        metavar="FILE",
+        help="text head weights (default: the bundled medseg_text.pt)",
+    )
+    t.add_argument(
+        "--clicks",
+        type=int,
+        default=3,
+        metavar="N",
+        help="correction clicks after the text mask (default 3)",
+    )
+    t.add_argument(
+        "--synonyms",
+        type=int,
+        default=2,
+        metavar="N",
+        help="other names of each target also tried (default 2)",
+    )
+    t.add_argument(
+        "--absent",
+        type=int,
+        default=3,
+        metavar="N",
+        help="absent targets asked per image (default 3)",
+    )
+    t.add_argument("--limit", type=int, metavar="N", help="at most N cases per dataset")
+    t.add_argument(
+        "--max-targets", type=int, metavar="N", help="at most N targets per case (a seeded sample)"
+    )
+    t.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    t.add_argument("--out", type=Path, default=Path("bench_text"), metavar="DIR",
+                   help="output folder (default bench_text)")  # fmt: skip
 
 
 def _config(args: argparse.Namespace):
@@ -183,9 +244,33 @@ def _config(args: argparse.Namespace):
     )  # fmt: skip
 
 
+def _run_text(args: argparse.Namespace) -> int:
+    from medseg.bench.text import TextBenchConfig, run_text_bench
+
+    config = TextBenchConfig(
+        model=args.model, clicks=args.clicks, synonyms=args.synonyms,
+        absent_per_image=args.absent, limit=args.limit, max_targets=args.max_targets,
+        seed=args.seed, text_weights=None if args.text_weights is None else str(args.text_weights),
+    )  # fmt: skip
+    quiet = logging.getLogger("medseg").level > logging.INFO
+    payload = run_text_bench(args.data, config, args.out, progress=not quiet,
+                             command=["medseg", *sys.argv[1:]])  # fmt: skip
+    print(payload["table"])
+    for s in payload["skipped"][:20]:
+        log.warning("skipped %s %s %s: %s", s["dataset"], s["case"], s.get("target", ""),
+                    s["reason"])  # fmt: skip
+    log.info("wrote %s", args.out / "results.json")
+    if not payload["targets"]:
+        log.error("medseg bench text: no target was evaluated (see the skipped list above)")
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from medseg.bench import run_interactive
 
+    if args.bench_command == "text":
+        return _run_text(args)
     config = _config(args)
     quiet = logging.getLogger("medseg").level > logging.INFO
     result = run_interactive(

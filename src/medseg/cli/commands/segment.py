@@ -10,6 +10,8 @@ Examples::
     medseg segment ct.nii.gz -o organ.nii.gz --slice 30 --scribble-mask strokes.png
     medseg segment ct.nii.gz -o organs.nii.gz --model runs/x
     medseg segment ct.nii.gz -o kidney.nii.gz --model runs/x --label 2 --point 50,40,12:0
+    medseg segment ct.nii.gz -o organs.nii.gz --text "left kidney" --text spleen
+    medseg segment --list-targets CT
 
 The default model, ``default`` (``litemedsam+interactive``: LiteMedSAM for a box, its 3D
 propagation included, medseg-interactive for clicks, scribbles and corrections), takes every
@@ -29,12 +31,15 @@ from typing import Any
 
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
 from medseg.cli.segment_output import (
+    ListTargets,
     cli_prompt_message,
     output_values,
     parse_label_values,
     relabel,
     save_segment_overlay,
     size_text,
+    text_line,
+    text_prompts,
 )
 from medseg.errors import InputError, PromptError
 
@@ -155,6 +160,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scribble polyline, label 1 = foreground (default) or 0 (repeatable; on --slice)",
     )
     parser.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        metavar="PHRASE",
+        help='a target to find by name, e.g. "left kidney" (repeatable: one object each; '
+        "--point corrects a single one; a target not in the image gives an empty mask)",
+    )
+    parser.add_argument(
+        "--list-targets",
+        action=ListTargets,
+        nargs="?",
+        const="",
+        metavar="MODALITY",
+        help="print the names --text knows (only those of MODALITY, e.g. CT) and exit",
+    )
+    parser.add_argument(
         "--scribble-mask",
         type=Path,
         help="label image of scribbles (1 = positive, 2 = negative), the image's or slice's size",
@@ -230,7 +251,7 @@ def _prompts(args: argparse.Namespace, shape: tuple[int, ...]) -> dict[str, Any]
 
 
 def _has_prompt(kw: dict[str, Any]) -> bool:
-    return bool({"box", "boxes", "box3d", "points", "scribbles"} & kw.keys())
+    return bool({"box", "boxes", "box3d", "points", "scribbles", "text", "texts"} & kw.keys())
 
 
 def _is_auto_model(name: str) -> bool:
@@ -290,7 +311,12 @@ def _segment_prompted(
         n = int(np.count_nonzero(result.labels == i + 1))
         extra = f" slices {result.slice_ranges[i]}" if result.slice_ranges else ""
         score = float(result.scores[i])
-        print(f"object {i + 1}: label {k}, {size_text(n, image)}, score {score:.3f}{extra}")
+        named = text_line(result, i)
+        if named is not None and not result.found[i]:
+            print(f"object {i + 1}: {named}")
+            continue
+        named = "" if named is None else f" {named}"
+        print(f"object {i + 1}{named}: label {k}, {size_text(n, image)}, score {score:.3f}{extra}")
     return labels, result.info.get("start_slice")
 
 
@@ -332,12 +358,12 @@ def run(args: argparse.Namespace) -> int:
     from medseg.inference.predictor import Predictor
 
     image = mio.load(args.image, irregular="mean" if args.allow_irregular_slices else "error")
-    kw = _prompts(args, tuple(image.shape))
+    kw = text_prompts(args.text, _prompts(args, tuple(image.shape)))
     auto = _is_auto_model(args.model)
     if not _has_prompt(kw) and not auto:
         raise PromptError(
-            "give at least one prompt: --box, --box3d, --point or --scribble (only a medseg "
-            "auto model, --model MODEL_DIR, segments without prompts)"
+            "give at least one prompt: --box, --box3d, --point, --scribble or --text (only a "
+            "medseg auto model, --model MODEL_DIR, segments without prompts)"
         )
     if args.label is not None and not auto:
         raise PromptError(
