@@ -435,3 +435,58 @@ def test_api_docs_render_offline_in_chromium(sync_api: Any, served: tuple[str, P
         assert not outside, outside
         assert not errors, errors
         browser.close()
+
+
+class _LiverHead:
+    """Scripted text head for the sample CT: "liver" is a fixed rectangle (presence 0.9),
+    every other target is absent (presence 0.1)."""
+
+    threshold = 0.5
+    box = (slice(40, 70), slice(30, 60))
+
+    def __init__(self, lite: Any) -> None:
+        self.lite = lite
+
+    def vector(self, phrases: list[str]) -> np.ndarray:
+        return np.full(384, 1.0 if phrases[0] == "liver" else 0.0, np.float32)
+
+    def decode(self, embedding: Any, vectors: np.ndarray) -> Any:
+        from medseg.models.base import Decoded
+
+        h, w = embedding.original_size
+        mask = np.zeros((h, w), bool)
+        mask[self.box] = True
+        hit = vectors[:, 0] > 0
+        logits = np.where(hit[:, None, None] & mask, 8.0, -8.0)[:, None].astype(np.float32)
+        return Decoded(logits=logits, scores=np.where(hit, 0.9, 0.1)[:, None].astype(np.float32))
+
+
+def test_text_box_in_chromium(
+    sync_api: Any, served: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text box: a found target is drawn; a target not in the image and an unknown
+    name are reported in the status line, nothing drawn."""
+    monkeypatch.setattr("medseg.inference.text.text_decoder", lambda pred, lite: _LiverHead(lite))
+    expect = sync_api.expect
+    url, _ = served
+    with sync_api.sync_playwright() as pw:
+        browser, page, errors = _open_browser(pw)
+        status = _open_sample_ct(sync_api, page, url)
+        page.fill("#text-prompt", "liver")
+        page.press("#text-prompt", "Enter")
+        _wait_for_mask(page, 0)
+        mask = _client_labels(page).reshape(page.evaluate(f"() => {APP}.image.shape")) > 0
+        want = np.zeros_like(mask)
+        want[_LiverHead.box] = True
+        np.testing.assert_array_equal(mask, want)
+        expect(status).to_contain_text("mask: 900 px")
+        page.click("#accept")
+        page.fill("#text-prompt", "spleen")
+        page.click("#text-form button")
+        expect(status).to_contain_text('"spleen" not found in this image (presence 0.10)')
+        assert _label_count(page) == 900
+        page.fill("#text-prompt", "flux capacitor")
+        page.press("#text-prompt", "Enter")
+        expect(status).to_contain_text("unknown target 'flux capacitor'")
+        assert not errors, errors
+        browser.close()

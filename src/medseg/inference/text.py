@@ -37,6 +37,7 @@ from medseg.prompts.types import validate_slice_index
 
 __all__ = [
     "SEARCH_SLICES",
+    "accepts_text",
     "lite_parts",
     "patient_left_is_high_x",
     "predict_text",
@@ -52,6 +53,15 @@ SEARCH_SLICES = 12
 EMPTY_LOGIT = -20.0  # logit written for "not found" (finite, so JSON-safe)
 
 
+def accepts_text(model: Any) -> bool:
+    """True when ``model`` has LiteMedSAM's image encoder, which the text head decodes."""
+    try:
+        lite_parts(model, None)
+    except PromptError:
+        return False
+    return True
+
+
 def lite_parts(model: Any, embedding: Any) -> tuple[Any, Any]:
     """``(LiteMedSAM model, LiteMedSAM embedding)`` inside ``model`` and its ``embedding``."""
     from medseg.models.interactive_auto import BoxThenRefine
@@ -60,7 +70,7 @@ def lite_parts(model: Any, embedding: Any) -> tuple[Any, Any]:
     if isinstance(model, LiteMedSAM):
         return model, embedding
     if isinstance(model, BoxThenRefine) and isinstance(model.first, LiteMedSAM):
-        return model.first, embedding.first
+        return model.first, None if embedding is None else embedding.first
     raise PromptError(
         f"text prompts need LiteMedSAM's image encoder; model {model.name!r} has none: use "
         "the default model (litemedsam+interactive) or litemedsam"

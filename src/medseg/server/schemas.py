@@ -185,6 +185,11 @@ class PredictRequest(_Strict):
     )
     label: int = Field(1, ge=1, le=65535, description="target label (keys the previous mask)")
     propagate: bool = Field(False, description="3D: propagate through the volume")
+    text: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="a target's name ('left kidney'): a new object from text, optionally with "
+        "correction clicks; no box, scribbles or mask_input with it",
+    )  # fmt: skip
     encoding: Encoding = "rle"
 
 
@@ -212,6 +217,8 @@ class PredictResponse(BaseModel):
     latency_ms: float = Field(description="server-side time for the whole request")
     model_ms: float = Field(description="time spent in the model (embedding + decoder)")
     propagated: Propagated | None = None
+    found: bool | None = Field(None, description="text requests: False = target not in the image")
+    target: str | None = Field(None, description="text requests: the vocabulary target named")
 
 
 class LabelDef(_Strict):

@@ -7,7 +7,9 @@ decoder, the cheap part of the model); ``propagate`` runs the Predictor's 3D pro
 that slice through the volume.
 
 Scribbles are offered when the model declares the ``scribbles`` prompt kind, on 2D images,
-single volume slices and propagation alike.
+single volume slices and propagation alike. A ``text`` request names a target
+(:mod:`medseg.inference.text`); clicks may go with it, and later corrections are ordinary
+click requests with ``mask_input='previous'``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def tool_support(model: Any) -> dict[str, dict[str, Any]]:
             }
     if "box" not in kinds:
         out["propagate"]["reason"] = f"propagation needs box prompts, which {model.name} lacks"
+    from medseg.inference.text import accepts_text
+
+    text = accepts_text(model)
+    reason = "" if text else f"{model.name} has no LiteMedSAM encoder for text prompts"
+    out["text"] = {"enabled": text, "reason": reason}
     return out
 
 
@@ -61,8 +68,10 @@ def check_request(req: PredictRequest, ndim: int, depth: int) -> int:
     """Check what only the server knows (the view, the mask upload, the slice of the view);
     returns the slice index (0 for 2D images). The prompts themselves are validated by
     :meth:`medseg.Predictor.predict`."""
-    if req.box is None and not req.points and not req.scribbles:
-        raise PromptError("give a box, a click or a scribble")
+    if req.box is None and not req.points and not req.scribbles and req.text is None:
+        raise PromptError("give a box, a click, a scribble or a text")
+    if req.text is not None and req.mask_input != "none":
+        raise PromptError("a text prompt starts a new object: mask_input must be 'none'")
     if (req.mask_input == "mask") != (req.mask is not None):
         raise PromptError("give mask with mask_input='mask' (and only then)")
     if ndim == 2:
@@ -89,6 +98,8 @@ class Outcome:
     score: float
     model_ms: float
     block: tuple[int, int, np.ndarray] | None = None
+    found: bool | None = None
+    target: str | None = None
 
 
 def previous_mask(req: PredictRequest, shape: tuple[int, int]) -> np.ndarray:
@@ -123,6 +134,8 @@ def run_predict(
     with pooled.lock:
         start = time.perf_counter()
         image = predictor.image
+        if req.text is not None:
+            return _run_text(predictor, req, index, points, labels, start)
         if image.ndim == 2:
             pred = predictor.predict(req.box, points, labels, mask_input=previous, **extra)
             ms = (time.perf_counter() - start) * 1000
@@ -141,3 +154,23 @@ def run_predict(
         )  # fmt: skip
         ms = (time.perf_counter() - start) * 1000
     return Outcome(index, pred.mask, pred.logits, pred.score, ms)
+
+
+def _run_text(predictor: Any, req: PredictRequest, index: int, points, labels, start) -> Outcome:
+    """A text request (with optional correction clicks) on the image or slice ``index``."""
+    kw: dict[str, Any] = {"text": req.text, "points": points, "point_labels": labels}
+    if req.box is not None or req.scribbles:
+        raise PromptError("a text prompt takes clicks only, not a box or scribbles")
+    volume = predictor.image.ndim == 3
+    if volume:
+        kw.update(slice_index=index, propagate=req.propagate)
+    pred = predictor.predict(**kw)
+    ms = (time.perf_counter() - start) * 1000
+    info = pred.info.get("text") or [{}]
+    found, target = bool(pred.found[0]), info[0].get("target")
+    if volume and req.propagate:
+        lo, hi = pred.slice_ranges[0]
+        block = (lo, hi, pred.mask[lo : hi + 1]) if hi >= lo else None
+        return Outcome(index, pred.mask[index], pred.logits[index], pred.score, ms, block,
+                       found, target)  # fmt: skip
+    return Outcome(index, pred.mask, pred.logits, pred.score, ms, None, found, target)

@@ -132,6 +132,8 @@ def predict(session_id: SessionId, body: PredictRequest, state: State) -> dict[s
         "area": int(outcome.mask.sum()),
         "model_ms": outcome.model_ms,
     }
+    if outcome.found is not None:
+        out["found"], out["target"] = outcome.found, outcome.target
     if outcome.block is not None:
         lo, hi, block = outcome.block
         out["propagated"] = {"start": lo, "stop": hi, "mask": encode_mask(block, body.encoding)}

@@ -44,6 +44,14 @@ export const annotate = {
     this.requestPredict();
   },
 
+  // Text box: a new object from a structure's name; clicks then correct it.
+  onText(text) {
+    if (!text || !this.checkTool("text")) return;
+    const p = this.promptFor(true);
+    p.text = text;
+    this.requestPredict();
+  },
+
   onClick(pt, positive) {
     if (!this.checkTool(positive ? "positive_click" : "negative_click")) return;
     const p = this.promptFor(false);
@@ -90,9 +98,11 @@ export const annotate = {
 
   async predictOnce(propagate) {
     const p = this.prompt;
-    if (!p || (!p.box && !p.points.length && !p.scribbles.length)) return;
+    if (!p || (!p.box && !p.points.length && !p.scribbles.length && !p.text)) return;
     const sent = snapshot(p);
-    const refine = this.refine && p.prevValid && this.toolEnabled("previous_mask");
+    // A text object is found once; its corrections always refine the text mask.
+    const fromText = Boolean(p.text) && !p.prevValid;
+    const refine = (this.refine || Boolean(p.text)) && p.prevValid && this.toolEnabled("previous_mask");
     // Corrections of an automatic mask start from it (autofill.js): sent as `mask`.
     const seeded = !refine && p.seed;
     const body = {
@@ -101,6 +111,7 @@ export const annotate = {
       mask_input: refine ? "previous" : seeded ? "mask" : "none", label: p.label, propagate,
     };
     if (seeded) body.mask = p.seed;
+    if (fromText) { body.text = p.text; body.mask_input = "none"; }
     const t0 = performance.now();
     const timer = setTimeout(() => this.busy(true, propagate ? "propagating through the volume…" : "segmenting…"), 250);
     let res;
@@ -111,6 +122,11 @@ export const annotate = {
     }
     const rtt = performance.now() - t0;
     if (this.prompt !== p) return; // discarded or replaced meanwhile
+    if (res.found === false) { // nothing drawn; a click then starts the object afresh
+      this.status(`"${p.text}" not found in this image (presence ${res.score.toFixed(2)}): click on it to segment it`, true);
+      p.text = null;
+      return;
+    }
     p.prevValid = true;
     const diffs = this.applyResult(p, res);
     this.history.push({ diffs, promptBefore: this.applied, promptAfter: sent });

@@ -65,6 +65,7 @@ class App {
     $("propagate").addEventListener("click", () => this.propagate());
     $("auto").addEventListener("click", () => this.autoSegment());
     $("refine").addEventListener("change", (e) => { this.refine = e.target.checked; });
+    $("text-form").addEventListener("submit", (e) => { e.preventDefault(); this.onText($("text-prompt").value.trim()); });
     $("brush-size").addEventListener("input", (e) => this.setBrush(Number(e.target.value)));
     $("opacity").addEventListener("input", (e) => this.setOpacity(Number(e.target.value) / 100));
     $("outline").addEventListener("change", (e) => this.setOutline(e.target.checked));
@@ -86,6 +87,9 @@ class App {
     refine.disabled = !this.model.tools.previous_mask.enabled;
     refine.checked = this.refine = !refine.disabled && Boolean(this.model.refine_default);
     if (refine.disabled) refine.parentElement.title = this.model.tools.previous_mask.reason;
+    const text = this.model.tools.text;
+    $("text-prompt").disabled = !(text && text.enabled);
+    if (text && !text.enabled) $("text-form").title = `find by name: not available — ${text.reason}`;
     if (!this.toolEnabled(this.tool)) this.tool = "box";
     this.highlightTool();
   }
