@@ -32,6 +32,7 @@ log = logging.getLogger("text_train")
 # Body region per dataset (one home, shared with medseg bench text): an absent target is one
 # of a region the image does not show.
 from medseg.bench.text import DATASET_REGION as REGION  # noqa: E402
+from medseg.bench.text import regions_overlap  # noqa: E402
 
 
 def model_targets(vocab) -> list:
@@ -61,7 +62,7 @@ def index_samples(samples: list[dict], labels: np.ndarray, targets: list) -> lis
                     present[t.id] = vals
                 else:
                     absent.append(t.id)
-            elif REGION[meta["dataset"]] not in regions[t.id]:
+            elif not regions_overlap(REGION[meta["dataset"]], regions[t.id]):
                 absent.append(t.id)
         out.append({"present": present, "absent": absent})
     return out

@@ -35,8 +35,9 @@ from medseg.metrics.overlap import dice
 from medseg.prompts.simulation.clicks import next_click
 from medseg.prompts.text import load_vocabulary, modality_code, parse_target
 
-__all__ = ["DATASET_REGION", "TextBenchConfig", "absent_candidates", "dataset_modality",
-           "format_text_table", "run_text_bench", "summarize"]  # fmt: skip
+__all__ = ["DATASET_REGION", "RADIOLOGICAL", "TextBenchConfig", "absent_candidates",
+           "dataset_modality", "format_text_table", "regions_overlap", "run_text_bench",
+           "summarize"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,19 @@ DATASET_REGION = {
     "hrf_retina_vessels": "fundus", "sct_spinalcord_mr": "spine", "npc_nasopharynx_t2_mr": "head",
     "arcade_stenosis_xca": "angio", "cdd_cesm_mammo_lesion": "mammo",
 }  # fmt: skip
+# Whole-body CT/MR (region "body") can show what any radiological image shows, and back.
+RADIOLOGICAL = frozenset({"body", "chest-xr", "brain", "breast-us", "fetal-us", "neck-us",
+                          "spine", "head", "angio", "mammo"})  # fmt: skip
+
+
+def regions_overlap(image_region: str, target_regions: set[str]) -> bool:
+    """True when an image of ``image_region`` may show a target labelled in datasets of
+    ``target_regions`` (same region, or whole-body CT/MR against any radiological region)."""
+    if image_region in target_regions:
+        return True
+    if image_region == "body":
+        return bool(target_regions & RADIOLOGICAL)
+    return "body" in target_regions and image_region in RADIOLOGICAL
 
 
 @dataclass(frozen=True)
@@ -111,8 +125,8 @@ def absent_candidates(dataset: str, names_here: set[str], labelled: dict[int, st
         return out
     code = modality_code(modality)
     for t in load_vocabulary().targets.values():
-        regions = {DATASET_REGION.get(d) for d in t.datasets}
-        if t.generic or t.base is not None or not t.datasets or region in regions:
+        regions = {DATASET_REGION.get(d, "?") for d in t.datasets}
+        if t.generic or t.base is not None or not t.datasets or regions_overlap(region, regions):
             continue
         if code is None or code in t.modalities:
             out.append(t.name)
