@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.bench.text import TextBenchConfig, absent_candidates, dataset_modality, run_text_bench
+from medseg.bench.text import (
+    TextBenchConfig,
+    absent_candidates,
+    dataset_modality,
+    regions_overlap,
+    run_text_bench,
+)
 from medseg.errors import InputError
 from medseg.io import save
 from medseg.models import registry
@@ -94,6 +100,11 @@ def test_absent_candidates_and_modality_rules(toy: Path) -> None:
     fundus = absent_candidates("hrf_retina_vessels", set(), {1: "retinal blood vessel"}, None)
     assert "polyp" in fundus and "retinal blood vessel" in fundus  # labelled, not here
     assert not any("vessel" in n for n in fundus[1:])  # other fundus sets: same region
+    # whole-body CT shows what a chest X-ray shows (lung lobes), not what a fundus photo shows
+    assert regions_overlap("chest-xr", {"body"}) and regions_overlap("body", {"brain"})
+    assert not regions_overlap("fundus", {"body"}) and not regions_overlap("brain", {"skin"})
+    cxr = absent_candidates("cxr_lung_demo", {"lung"}, {1: "lung"}, None)
+    assert "amygdala" in cxr and "polyp" in cxr and "lung lower lobe" not in cxr
     assert dataset_modality(toy, None) == "CT"  # from the manifest's description
     assert dataset_modality(toy, "MR") == "MR"  # the image's own wins
     with pytest.raises(InputError, match="clicks must be >= 0"):

@@ -175,3 +175,29 @@ def test_text_plus_clicks_feeds_the_text_mask_to_the_click_prompt(
     assert seen[-1].mask_input is None
     np.testing.assert_array_equal(seen[-1].points, [[[24.0, 32.0]]])
     assert r.found == (bool(r.mask.any()),)
+
+
+def test_colour_rule_reports_targets_of_the_other_kind_of_image_as_not_found() -> None:
+    from medseg.inference.text import is_colour, plausible
+    from medseg.prompts.text import parse_target
+
+    gray_rgb = np.repeat((BODY * 200).astype(np.uint8)[..., None], 3, axis=-1)
+    colour = gray_rgb.copy()
+    colour[..., 0] = 255 - colour[..., 0]
+    assert not is_colour(Image(gray_rgb, channels=True))  # grayscale saved as RGB
+    assert is_colour(Image(colour, channels=True))
+    assert not is_colour(Image((BODY * 200).astype(np.float32)))
+    polyp, kidney = parse_target("polyp"), parse_target("kidney")
+    assert plausible(polyp, True) and not plausible(polyp, False)
+    assert plausible(kidney, False) and not plausible(kidney, True)
+
+
+def test_polyp_on_a_grayscale_image_is_not_found_whatever_the_head_says(
+    text_predictor: Predictor,
+) -> None:
+    text_predictor.set_image(Image((BODY * 200).astype(np.uint8)))  # a PNG: no modality
+    head = _script(text_predictor, {"kidney": BLOB_LOW_X}, {"kidney": 0.9})
+    head.vector = lambda phrases: np.full(384, 1.0, np.float32)  # every phrase -> "kidney"
+    r = text_predictor.predict(text="polyp")
+    assert r.found == (False,) and not r.mask.any()
+    assert r.info["text"][0]["presence"] == pytest.approx(0.9)  # the head's answer is kept

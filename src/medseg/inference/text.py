@@ -7,8 +7,9 @@ Flow (2D image, or one slice of a volume):
 2. the text head (:class:`medseg.models.text.TextDecoder`) decodes the LiteMedSAM embedding
    the Predictor already caches with the MiniLM vector of the target's name: a mask of the
    two-sided target ("kidney") and a **presence** probability;
-3. presence below the weights' threshold: the target is reported as **not found** (empty
-   mask, ``Prediction.found[i]`` False) rather than a guess;
+3. presence below the weights' threshold, or a target only ever seen in colour photographs
+   asked of a grayscale image (or the reverse, :func:`plausible`): the target is reported
+   as **not found** (empty mask, ``Prediction.found[i]`` False) rather than a guess;
 4. a side ("left kidney") keeps the connected components whose centre lies on that side of
    the body's midline (:func:`side_cut`).
 
@@ -37,7 +38,11 @@ from medseg.prompts.types import validate_slice_index
 
 __all__ = [
     "SEARCH_SLICES",
+    "COLOUR_MODALITIES",
+    "GRAY_MODALITIES",
     "accepts_text",
+    "is_colour",
+    "plausible",
     "lite_parts",
     "patient_left_is_high_x",
     "predict_text",
@@ -51,6 +56,30 @@ log = logging.getLogger(__name__)
 
 SEARCH_SLICES = 12
 EMPTY_LOGIT = -20.0  # logit written for "not found" (finite, so JSON-safe)
+# Vocabulary modalities seen only in colour photographs / only in grayscale scans: a target
+# of the one kind is not looked for in an image of the other (an 8-bit PNG has no modality).
+COLOUR_MODALITIES = frozenset({"endoscopy", "dermoscopy", "fundus", "histopathology"})
+GRAY_MODALITIES = frozenset({"CT", "MR", "XR", "US", "MG", "XA", "EM"})
+
+
+def is_colour(image: Image) -> bool:
+    """True for an RGB(A) 2D image whose channels differ (not a grayscale saved as RGB)."""
+    if not image.is_rgb:
+        return False
+    arr = np.asarray(image.array)
+    step = max(1, int(np.ceil(np.sqrt(arr.shape[0] * arr.shape[1] / 65536))))
+    rgb = arr[::step, ::step, :3].astype(np.float32)
+    spread = float(np.ptp(rgb, axis=-1).mean())
+    return spread > 0.02 * max(float(np.ptp(rgb)), 1e-6)
+
+
+def plausible(q: TextQuery, colour: bool) -> bool:
+    """False when the target is only ever seen in the other kind of image (colour vs
+    grayscale): it is reported as not found without asking the text head."""
+    mods = set(q.target.modalities)
+    if not mods:
+        return True
+    return not (mods <= (GRAY_MODALITIES if colour else COLOUR_MODALITIES))
 
 
 def accepts_text(model: Any) -> bool:
@@ -128,7 +157,8 @@ def _decode_2d(pred: Any, queries: list[TextQuery], z: int | None) -> tuple[np.n
     vectors = np.stack([decoder.vector(_names(q)) for q in queries])
     d = decoder.decode(emb, vectors)
     logits, presence = d.logits[:, 0].copy(), d.scores[:, 0]
-    found = presence >= decoder.threshold
+    colour = is_colour(pred.image)
+    found = (presence >= decoder.threshold) & np.array([plausible(q, colour) for q in queries])
     unit = pred._unit if z is None else pred._unit[z]
     body = unit if unit.ndim == 2 else unit.mean(-1)
     for i, q in enumerate(queries):
