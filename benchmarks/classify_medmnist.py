@@ -1,10 +1,18 @@
 """MedMNIST classification benchmark: the chosen model vs the ResNet-18 baseline, one run.
 
-For each data set: train both models with the same time budget (validation selection), read
+For each data set: train the models with the same time budget (validation selection), read
 the test split once, and evaluate it clean and under the MedMNIST-C corruptions at one
 severity. Writes ``benchmarks/results/classify_medmnist.json`` and prints a Markdown table.
 
     nice -n 10 python benchmarks/classify_medmnist.py --budget 300 --threads 1
+
+Rows: ``chosen`` (the set's tuned model), ``baseline`` (MedMNIST ResNet-18 recipe) and
+``tinyvit`` (a head on frozen LiteMedSAM TinyViT features; the images are encoded once into
+``--feature-cache``, so the first run spends ~0.65 s per image and image plane on encoding,
+reported as ``encode_s_per_plane`` and ``features_s``, before the head search):
+
+    python benchmarks/classify_medmnist.py --rows tinyvit --feature-cache /work/cache/classify \
+        --json benchmarks/results/classify_tinyvit.json
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.classify import evaluate, read_dataset, train
+from medseg.classify import Dataset, evaluate, read_dataset, train
 from medseg.classify.augment import AugmentConfig
 from medseg.classify.train import TrainOptions, baseline_options
 
@@ -33,10 +41,39 @@ SETS = {
         augment=AugmentConfig(flip_axes=(0, 1, 2), rotate_deg=10.0, corrupt_p=0.3),
     ),
 }
+# A head on frozen LiteMedSAM TinyViT features; 3D: the middle slice of each axis.
+TINYVIT = {
+    "retinamnist": TrainOptions(model="tinyvit"),
+    "adrenalmnist3d": TrainOptions(model="tinyvit", feature_slices=1),
+}
+ROWS = ("chosen", "baseline", "tinyvit")
+
+
+def _encode_cost(ds: Dataset, opts: TrainOptions) -> dict:
+    """Seconds per freshly encoded plane (8 uncached planes) and for the train+val features
+    of this run (near 0 when the cache is warm)."""
+    from medseg.classify.feature_head import default_cache, default_encoder
+    from medseg.classify.features import extract_features
+
+    enc = default_encoder()
+    extract_features(ds.images["val"][:1], enc, None, opts.feature_slices, progress=False)
+    planes = ds.images["val"][:8] if ds.spatial_dims == 2 else ds.images["val"][:8, :, 0]
+    t0 = time.monotonic()
+    extract_features(planes, enc, None, progress=False)
+    per_plane = (time.monotonic() - t0) / len(planes)
+    t0 = time.monotonic()
+    cache = default_cache(opts.feature_cache)
+    for split in ("train", "val"):
+        extract_features(ds.images[split], enc, cache, opts.feature_slices, progress=False)
+    return {
+        "encode_s_per_plane": round(per_plane, 3),
+        "features_s": round(time.monotonic() - t0, 1),
+    }
 
 
 def _run(name: str, label: str, opts: TrainOptions, out: Path, severity: int) -> dict:
     ds = read_dataset(DATA / f"{name}.npz")
+    extra = _encode_cost(ds, opts) if opts.model == "tinyvit" else {}
     result = train(ds, out / f"{name}_{label}", opts, evaluate_test=False)
     t0 = time.monotonic()
     rep = evaluate(
@@ -60,6 +97,7 @@ def _run(name: str, label: str, opts: TrainOptions, out: Path, severity: int) ->
         "ece": rep["ece"],
         "corrupted": corr,
         "auc_drop": rep["auc"] - float(np.mean([c["auc"] for c in corr.values()])),
+        **extra,
     }
 
 
@@ -98,6 +136,12 @@ def main() -> None:
     parser.add_argument("--severity", type=int, default=3, help="MedMNIST-C severity of the table")
     parser.add_argument("--sets", nargs="+", default=list(SETS), help="data sets to run")
     parser.add_argument(
+        "--rows", nargs="+", default=list(ROWS), choices=ROWS, help="models to run per set"
+    )
+    parser.add_argument(
+        "--feature-cache", default=None, help="tinyvit feature cache (default ~/.cache/medseg)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("/tmp/medseg_classify_bench"), help="model folders"
     )
     parser.add_argument(
@@ -114,9 +158,17 @@ def main() -> None:
     rows = []
     for name in args.sets:
         common = {"time_budget_s": args.budget, "threads": args.threads, "progress": False}
-        chosen = TrainOptions(**{**SETS[name].__dict__, **common})
-        rows.append(_run(name, "chosen", chosen, args.out, args.severity))
-        rows.append(_run(name, "baseline", baseline_options(**common), args.out, args.severity))
+        options = {
+            "chosen": TrainOptions(**{**SETS[name].__dict__, **common}),
+            "baseline": baseline_options(**common),
+            "tinyvit": TrainOptions(**{**TINYVIT[name].__dict__, **common}),
+        }
+        for label in args.rows:
+            if label == "tinyvit":
+                options[label] = TrainOptions(
+                    **{**options[label].__dict__, "feature_cache": args.feature_cache}
+                )
+            rows.append(_run(name, label, options[label], args.out, args.severity))
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
             json.dumps({"budget_s": args.budget, "threads": args.threads, "rows": rows}, indent=1)

@@ -159,3 +159,49 @@ def test_npz_one_class_split_missing_arrays_and_garbage(tmp_path: Path) -> None:
             ),
             task="regression",
         )
+
+
+def test_to_unit_range_one_rule_per_dtype() -> None:
+    from medseg.classify.data import to_unit_range
+
+    u8 = np.array([[0, 51], [102, 255]], np.uint8)
+    assert np.array_equal(to_unit_range(u8), np.array([[0, 0.2], [0.4, 1.0]], np.float32))
+    assert to_unit_range(u8).dtype == np.float32
+    assert np.array_equal(to_unit_range(np.array([True, False])), [1.0, 0.0])
+    inside = np.array([0.25, 0.5], np.float64)
+    assert np.array_equal(to_unit_range(inside), [0.25, 0.5])  # floats in [0, 1] kept
+    assert np.array_equal(to_unit_range(np.array([100, 300, 500], np.uint16)), [0, 0.5, 1])
+    assert np.array_equal(to_unit_range(np.array([-1000.0, 0.0, 1000.0])), [0, 0.5, 1])
+    assert np.array_equal(to_unit_range(np.full(3, 7, np.int16)), [0, 0, 0])
+    with pytest.raises(InputError, match="NaN or infinite"):
+        to_unit_range(np.array([1.0, np.inf]))
+
+
+def test_same_uint8_image_from_npz_and_png_gives_same_input_and_proba(tmp_path: Path) -> None:
+    import torch
+    from PIL import Image
+
+    from medseg.classify import Classifier, ClassifierConfig
+    from medseg.classify.data import load_images
+
+    rng = np.random.default_rng(3)
+    arrays = {f"{s}_labels": _col(0, 1, 0, 1) for s in ("train", "val", "test")}
+    for s in ("train", "val", "test"):  # 20..199: min-max scaling would change the values
+        arrays[f"{s}_images"] = rng.integers(20, 200, (4, 28, 28, 3), dtype=np.uint8)
+    np.savez(tmp_path / "rgb.npz", **arrays)
+    ds = read_npz(tmp_path / "rgb.npz")
+    raw = arrays["train_images"]
+    Image.fromarray(raw[1]).save(tmp_path / "one.png")
+    Image.fromarray(raw[2, :, :, 0]).save(tmp_path / "gray.png")
+    from_png = load_images([str(tmp_path / "one.png")], size=28, channels=3)
+    assert from_png.dtype == np.float32
+    assert np.array_equal(from_png[0], ds.images["train"][1])  # bit for bit
+    assert np.array_equal(from_png[0], np.moveaxis(raw[1], -1, 0) / np.float32(255))
+    gray = load_images([str(tmp_path / "gray.png")], size=28, channels=1)
+    assert np.array_equal(gray[0, 0], raw[2, :, :, 0] / np.float32(255))
+    torch.manual_seed(0)
+    cfg = ClassifierConfig("resnet18", "binary", ("0", "1"), 2, 3, 28, 28)
+    clf = Classifier(cfg)
+    p_npz = clf.predict_proba(ds.images["train"][1:2])
+    p_png = clf.predict_proba([tmp_path / "one.png"])
+    assert p_npz.shape == (1, 2) and np.array_equal(p_npz, p_png)

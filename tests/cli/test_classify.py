@@ -196,3 +196,42 @@ def test_3d_train_and_predict_nifti(tmp_path: Path) -> None:
     assert main([*args, "--gradcam", str(tmp_path / "cams")]) == 0
     (row,) = _rows(csv_path)
     assert row["path"] == str(nii) and Path(row["gradcam"]).is_file()
+
+
+class _FakeEncoder:
+    """Plane (16, 16[, 3]) -> (256, 8, 8): channel c = 2 x 2 block means times (c + 1)."""
+
+    identity = "fake-cli-encoder"
+
+    def __call__(self, plane: np.ndarray) -> np.ndarray:
+        p = np.asarray(plane, np.float32)
+        p = p.mean(-1) if p.ndim == 3 else p
+        blocks = p.reshape(8, 2, 8, 2).mean((1, 3))
+        return blocks[None] * np.arange(1, 257, dtype=np.float32)[:, None, None]
+
+
+def test_tinyvit_train_predict_evaluate(tmp_path: Path, monkeypatch, capsys) -> None:
+    from medseg.classify import feature_head
+
+    monkeypatch.setattr(feature_head, "_encoder", _FakeEncoder())
+    monkeypatch.setenv(feature_head.CACHE_ENV, str(tmp_path / "features"))
+    data, out = _npz(tmp_path / "tiny.npz"), tmp_path / "m"
+    args = ["classify", "train", str(data), "--out", str(out), "--model", "tinyvit"]
+    assert main([*args, "--epochs", "2", "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("tinyvit: 2 epoch(s)")
+    cfg = json.loads((out / "classifier.json").read_text())
+    assert (cfg["model"], cfg["feature_pool"], cfg["feature_dim"]) == ("tinyvit", "gap", 256)
+    report = json.loads((out / "report.json").read_text())
+    assert (report["auc"], report["acc"]) == (1.0, 1.0)
+    folder, cams = _folder(tmp_path / "imgs", n=2), tmp_path / "cams"
+    csv_path = tmp_path / "p.csv"
+    pred = ["classify", "predict", str(out), str(folder), "--csv", str(csv_path), "--no-progress"]
+    assert main([*pred, "--gradcam", str(cams), "--gradcam-n", "2"]) == 0
+    rows = _rows(csv_path)
+    assert [r["class"] for r in rows] == ["1", "1", "0", "0"]  # lesion/ then normal/
+    assert len(list(cams.glob("*.png"))) == 2
+    js = tmp_path / "e.json"
+    ev = ["classify", "evaluate", str(out), str(data), "--corrupt", "--severities", "3"]
+    assert main([*ev, "--bootstrap", "0", "--json", str(js)]) == 0
+    rep = json.loads(js.read_text())
+    assert rep["model"] == "tinyvit" and rep["auc"] == 1.0 and len(rep["corruptions"]) == 6

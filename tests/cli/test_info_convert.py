@@ -43,7 +43,7 @@ def test_info_json_dicom_folder_lists_series(tmp_path, capsys):
     assert info["orientation_itk_lps"] == "LIP" == info["orientation_nibabel_ras"]
     assert main(["info", str(tmp_path / "d"), "--series", "1.2.3.2"]) == 0
     out = capsys.readouterr().out
-    assert "modality:    MR" in out and " * 1.2.3.2  MR" in out and "   1.2.3.1  CT" in out
+    assert "modality:        MR" in out and " * 1.2.3.2  MR" in out and "   1.2.3.1  CT" in out
 
 
 def test_info_label(tmp_path, capsys):

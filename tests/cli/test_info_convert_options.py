@@ -79,7 +79,7 @@ def test_irregular_series_refused_then_opt_in(tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(s.folder), "--allow-irregular-slices"]) == 0
     text = capsys.readouterr().out
-    assert "slice gaps:  5, 1, 1 mm (not uniform; spacing above is the mean gap)" in text
+    assert "slice gaps:      5, 1, 1 mm (not uniform; spacing above is the mean gap)" in text
     assert main(["info", str(s.folder), "--allow-irregular-slices", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["uniform_spacing"] is False and info["slice_gaps"] == pytest.approx([5, 1, 1])

@@ -30,10 +30,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def trained_3d(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(model folder, dataset) of balls in NIfTI volumes with 3 mm slices (a 2d plan)."""
+    """(model folder, dataset) of balls in NIfTI volumes with 3 mm slices (a 2d plan),
+    trained for 200 iterations (~2 s): Dice 0.98 on the test ball (60 iterations: 0.54)."""
     root = tmp_path_factory.mktemp("auto3d")
     data = write_disk_dataset(root / "ds", 4, (12, 24, 24), spacing=(3.0, 1.0, 1.0), n_test=1)
-    return helpers.train_tiny_model(data, root / "model", iterations=60), data
+    return helpers.train_tiny_model(data, root / "model", iterations=200), data
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_volume_corrections_change_only_their_slice(trained_3d: tuple[Path, Path
     labels = p.segment_all()
     assert labels.shape == image.shape and labels.spacing == image.spacing
     truth = image.array > 110
-    assert _dice(labels.array == 1, truth) > 0.5
+    assert _dice(labels.array == 1, truth) > 0.95  # 0.984 (seeded, one thread)
     first = p.predict()
     assert first.slice_ranges and first.mask.shape == image.shape
     z = first.slice_ranges[0][0] + (first.slice_ranges[0][1] - first.slice_ranges[0][0]) // 2
@@ -175,6 +176,10 @@ def test_segment_cli_label_map_and_corrections(
     )
     out = capsys.readouterr().out
     assert "label 1 (disk):" in out and "label 2 (square):" in out
+    # one line per foreground class, never one for background (label 0)
+    lines = [line for line in out.splitlines() if line.startswith("label ")]
+    assert [line.split(":")[0] for line in lines] == ["label 1 (disk)", "label 2 (square)"]
+    assert "background" not in out and "label 0" not in out
     p = medseg.Predictor(model_dir)
     p.set_image(load(src))
     expected = p.segment_all().array
@@ -182,6 +187,8 @@ def test_segment_cli_label_map_and_corrections(
     assert written.shape == expected.shape and np.array_equal(written.array, expected)
     args = ["segment", str(src), "--model", str(model_dir), "--label", "2"]
     assert main([*args, "-o", str(tmp_path / "square.png")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("label ")]
+    assert [line.split(":")[0] for line in lines] == ["label 2 (square)"]
     square = load_label(tmp_path / "square.png").array
     assert set(np.unique(square)) == {0, 2} and np.array_equal(square == 2, expected == 2)
     sx, sy = _centre(expected == 2)
@@ -202,7 +209,12 @@ def test_segment_cli_volume_keeps_geometry(
     medseg.save(moved, tmp_path / "moved.nii.gz")
     args = ["segment", str(tmp_path / "moved.nii.gz"), "-o", str(tmp_path / "seg"), "--model"]
     assert main([*args, str(model_dir), "--overlay", str(tmp_path / "o.png")]) == 0
-    assert "wrote" in capsys.readouterr().out and (tmp_path / "o.png").is_file()
+    out = capsys.readouterr().out
+    assert "wrote" in out and (tmp_path / "o.png").is_file()
+    assert "label 0" not in out and "background" not in out
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("label ")] == [
+        "label 1 (disk)"
+    ]
     seg = load_label(tmp_path / "seg.nii.gz")
     assert seg.shape == image.shape and np.allclose(seg.spacing, image.spacing)
     assert np.allclose(seg.origin, (5.0, -3.0, 2.0)) and (seg.array == 1).any()

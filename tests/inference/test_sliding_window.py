@@ -70,16 +70,33 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model
 
 
+def _threshold_network(region: np.ndarray, level: float):
+    """A stand-in network: class 1 where the input is above ``level`` (raw intensity).
+
+    ``region`` is the array the plan's z-score normalisation sees (the non-zero box), so the
+    threshold in normalised units is ``(level - mean) / std``; the logits of a batch
+    ``(B, 1, *patch)`` are ``(B, 2, *patch)``: 0 for background, ``x - t`` for class 1.
+    """
+    t = float((level - region.mean()) / region.std())
+    return lambda x: torch.cat([torch.zeros_like(x[:, :1]), x[:, :1] - t], dim=1)
+
+
 def test_prediction_has_input_geometry(model_dir: Path) -> None:
+    """A bright box in a rotated, anisotropic volume comes back exactly where it is, through
+    cropping, transposing, 2x resampling, sliding windows and resampling back."""
     model = AutoModel(model_dir)
     assert model.plan.configuration == "2d" and model.folds == ["0"]
     direction = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
-    arr = np.random.default_rng(0).normal(size=(7, 25, 19)).astype(np.float32)
+    arr = 0.1 * np.random.default_rng(0).normal(size=(7, 25, 19)).astype(np.float32)
+    box = np.zeros(arr.shape, bool)
+    box[2:5, 6:17, 4:11] = True
+    arr[box] += 10.0
     image = Image(arr, spacing=(2.5, 1.1, 0.9), origin=(10.0, -5.0, 3.0), direction=direction)
+    model.networks = [_threshold_network(arr, 5.0)]
     pred = model.predict(image)
     assert pred.shape == image.shape and pred.array.dtype == np.uint8
     assert pred.same_geometry(image)
-    assert set(np.unique(pred.array)) <= {0, 1}
+    np.testing.assert_array_equal(pred.array, box.astype(np.uint8))
     with pytest.raises(InputError, match="expects 1 channel"):
         model.predict(Image(np.zeros((7, 25, 19, 2), np.float32), channels=True))
     with pytest.raises(InputError, match="planned for 3D images, got 2D"):
@@ -87,13 +104,20 @@ def test_prediction_has_input_geometry(model_dir: Path) -> None:
 
 
 def test_zero_border_is_background_and_tta_runs(model_dir: Path) -> None:
+    """Cropped to the non-zero box and pasted back; with TTA and post-processing the bright
+    block is found and the small bright island (another component) is removed."""
     model = AutoModel(model_dir, PredictConfig(tta=True, postprocess="on"))
     arr = np.zeros((6, 24, 20), np.float32)
-    arr[2:4, 5:15, 5:12] = np.random.default_rng(1).normal(size=(2, 10, 7))
+    arr[2:4, 5:15, 5:12] = 1.0 + 0.1 * np.random.default_rng(1).normal(size=(2, 10, 7))
+    arr[2:4, 7:12, 6:10] += 4.0  # the object
+    arr[2:3, 13:15, 10:12] += 4.0  # a 4-voxel island
+    model.networks = [_threshold_network(arr[2:4, 5:15, 5:12], 3.0)]
     pred = model.predict(Image(arr, spacing=(4.0, 1.0, 1.0)))
-    outside = np.ones(arr.shape, bool)
-    outside[2:4, 5:15, 5:12] = False
-    assert not pred.array[outside].any()  # cropped to the non-zero box, pasted back
+    expected = np.zeros(arr.shape, np.uint8)
+    expected[2:4, 7:12, 6:10] = 1
+    np.testing.assert_array_equal(pred.array, expected)
+    model.postprocess = []  # without post-processing the island stays
+    assert int(model.predict(Image(arr, spacing=(4.0, 1.0, 1.0))).array.sum()) == 40 + 4
 
 
 def test_predict_folder_names_and_shards(model_dir: Path, tmp_path: Path) -> None:

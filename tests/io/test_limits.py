@@ -170,3 +170,31 @@ def test_cli_prints_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("medseg info: error: ")
     assert "too large to decode safely" in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize(("width", "height"), [(10000, 9500), (12000, 12000), (13000, 13500)])
+def test_pillow_bomb_warning_is_silenced(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder, width: int, height: int
+) -> None:
+    """89-178 M pixels: Pillow would warn; medseg's own limit (100 M pixels) decides."""
+    path = bomb_png(tmp_path / "big.png", width, height)
+    if width * height <= DEFAULT_LIMITS.max_pixels:
+        assert check_size(path, "png") == (height, width)
+    else:
+        with pytest.raises(InputError, match=r"big\.png: 2D image of size .* is larger than"):
+            check_size(path, "png")
+    assert [str(w.message) for w in recwarn] == []
+
+
+def test_decode_emits_no_bomb_warning(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full decode (medseg.io.raster) is silent too: a 20 x 20 PNG over a lowered
+    Pillow threshold of 300 pixels (would warn) but under 2 x 300 (would raise)."""
+    PILImage.fromarray(np.full((20, 20), 7, np.uint8)).save(tmp_path / "s.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 300)
+    with pytest.warns(PILImage.DecompressionBombWarning):  # Pillow alone warns
+        PILImage.open(tmp_path / "s.png").close()
+    recwarn.clear()
+    assert load(tmp_path / "s.png").array.sum() == 7 * 400
+    assert [str(w.message) for w in recwarn] == []

@@ -148,7 +148,7 @@ def test_session_predict_refine_2d(shared_api: Api) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "text"),
     [
-        ({}, 422, "give a box"),
+        ({}, 422, "no prompt given: pass box=, points=, scribbles= or mask_input="),
         ({"box": [10, 10, 5, 20]}, 422, "inverted"),
         ({"box": [0, 0, 500, 20]}, 422, "outside"),
         ({"points": [[10, 10]], "point_labels": [1, 0]}, 422, "labels"),

@@ -105,7 +105,14 @@ def test_monailabel_segmentation_model(api: Api, setup: tuple[Path, Path, np.nda
     assert set(np.unique(labels)) == {0, 1, 2}
 
 
-def test_corrections_start_from_the_current_mask(api: Api) -> None:
+def test_corrections_start_from_the_current_mask(
+    api: Api, setup: tuple[Path, Path, np.ndarray], interactive: Any
+) -> None:
+    """The uploaded mask is the model's ``mask_input``: the server's answer is, pixel for
+    pixel, the Predictor's with that mask (and without it, the Predictor's without)."""
+    from medseg.inference.predictor import Predictor
+    from medseg.inference.prompt_input import binary_logits
+
     session, body = _auto(api)
     disk = _mask(body["classes"][0]["mask"])
     ys, xs = np.nonzero(disk)
@@ -115,10 +122,17 @@ def test_corrections_start_from_the_current_mask(api: Api) -> None:
     r = api.post(f"/api/sessions/{session}/predict", json=req)
     assert r.status_code == 200, r.text
     fixed = _mask(r.json()["mask"])
-    assert not fixed[cy, cx] and fixed.any()  # the click removed a part, the rest stays
+    predictor = Predictor(interactive, progress=False)
+    predictor.set_image(Image(setup[2]))
+    click = {"points": [(cx, cy)], "point_labels": [0]}
+    expected = predictor.predict(**click, mask_input=binary_logits(disk)).mask
+    np.testing.assert_array_equal(fixed, expected)
+    # the negative click removed the centre and only removed: the rest of the disk stays
+    assert not fixed[cy, cx] and fixed.any() and not (fixed & ~disk).any()
     plain = api.post(f"/api/sessions/{session}/predict", json={**req, "mask_input": "none",
                      "mask": None}).json()  # fmt: skip
-    assert _mask(plain["mask"]).sum() < fixed.sum()  # without the mask: little or nothing
+    np.testing.assert_array_equal(_mask(plain["mask"]), predictor.predict(**click).mask)
+    assert not _mask(plain["mask"]).any()  # a lone negative click, no mask: nothing
     bad = api.post(f"/api/sessions/{session}/predict", json={**req, "mask": rle_encode(disk[1:])})
     assert bad.status_code == 422 and "prompted slice" in bad.json()["detail"]
     missing = api.post(f"/api/sessions/{session}/predict", json={**req, "mask": None})

@@ -149,3 +149,141 @@ def test_png_mask_garbage_is_an_input_error() -> None:
         png_decode_mask([4, 4], base64.b64encode(b"not a png").decode())
     with pytest.raises(InputError, match="cannot decode the PNG mask"):
         png_decode_mask([4, 4], "***")
+
+
+# ---- detached data files, server paths in errors, bad label links, corrupt DICOM ----------
+
+_MHA = "ObjectType = Image\nNDims = 2\nDimSize = 8 8\nElementType = MET_UCHAR\n"
+_NRRD = "NRRD0004\ntype: uint8\ndimension: 2\nsizes: 8 8\nencoding: raw\n"
+
+
+def _files_in(store: Path) -> set[str]:
+    return {p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()}
+
+
+@pytest.fixture()
+def outside_file(tmp_path: Path) -> Path:
+    """64 bytes outside the datastore that a crafted header tries to read as pixels."""
+    path = tmp_path / "server_secret.raw"
+    path.write_bytes(bytes(range(64)))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "field"),
+    [
+        ("x.mha", _MHA + "ElementDataFile = {path}\n", "ElementDataFile"),
+        ("rel.mha", _MHA + "ElementDataFile = ../../../server_secret.raw\n", "ElementDataFile"),
+        ("same.mha", _MHA + "ElementDataFile = same.raw\n", "ElementDataFile"),  # no pair
+        ("y.nrrd", _NRRD + "data file: {path}\n\n", "data file"),
+        ("z.nrrd", _NRRD + "datafile: ../server_secret.raw\n\n", "data file"),
+    ],
+)
+def test_upload_naming_another_file_is_refused(
+    api: Api, store: Path, outside_file: Path, name: str, header: str, field: str
+) -> None:
+    before = _files_in(store)
+    body = header.format(path=outside_file).encode()
+    r = api.post("/api/images", files={"files": (name, body, "application/octet-stream")})
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith(f"{name!r}: header field {field} names another file")
+    assert "must hold its own pixels" in detail
+    assert str(store) not in r.text and ".incoming" not in r.text
+    assert _files_in(store) == before
+
+
+def test_upload_mha_without_element_data_file_and_local_mha(api: Api) -> None:
+    r = api.post("/api/images", files={"files": ("n.mha", _MHA.encode(), "application/x")})
+    assert r.status_code == 400 and "no ElementDataFile field" in r.json()["detail"]
+    good = (_MHA + "ElementDataFile = LOCAL\n").encode() + bytes(range(64))
+    r = api.post("/api/images", files={"files": ("good.mha", good, "application/x")})
+    assert r.status_code == 201, r.text
+    assert api.get(f"/api/images/{r.json()['id']}").json()["shape"] == [8, 8]
+
+
+def test_error_details_hide_the_datastore_path(make_api, store: Path) -> None:
+    (store / "bad").mkdir()
+    (store / "bad" / "broken.nii.gz").write_bytes(b"\x1f\x8b" + b"not gzip" * 20)
+    api = make_api()
+    bad = api.image_id("broken")
+    for r in (api.get(f"/api/images/{bad}"), api.post("/api/sessions", json={"image_id": bad})):
+        assert r.status_code == 400, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith("bad/broken.nii.gz: cannot read"), detail
+        assert str(store) not in r.text and str(store.resolve()) not in r.text
+
+
+def test_public_message_strips_only_the_root() -> None:
+    from medseg.server.app import public_message
+
+    roots = ["/srv/store", "/srv/link/"]
+    assert public_message("/srv/store/a/b.png: bad", roots) == "a/b.png: bad"
+    assert public_message("'/srv/store' missing", roots) == "'.' missing"
+    assert public_message("/srv/store2/x and /srv/link/y", roots) == "/srv/store2/x and y"
+    assert public_message("/x", ["/"]) == "/x"
+
+
+def test_dangling_label_links_affect_only_their_image(api: Api, store: Path) -> None:
+    ct = api.image_id("sample_ct")
+    assert api.post(f"/api/images/{ct}/labels", json=_label_body()).status_code == 201
+    ct_folder = next((store / "labels").rglob("v0001.json")).parent
+    (ct_folder / "v0002.json").symlink_to(store / "missing.json")  # dangling, in a folder
+    labels = store / "labels"
+    (labels / "volumes").mkdir()
+    (labels / "volumes" / "phantom.nii.gz").symlink_to(store / "nowhere")  # dangling folder
+    (labels / "photos").symlink_to(labels / "photos")  # a link loop
+    r = api.get("/api/images")
+    assert r.status_code == 200, r.text
+    versions = {im["name"]: im["versions"] for im in r.json()}
+    assert versions["volumes/phantom.nii.gz"] == 0 and versions["photos/lesion.png"] == 0
+    assert next(v for n, v in versions.items() if "sample_ct" in n) == 1
+    assert [v["version"] for v in api.get(f"/api/images/{ct}/labels").json()] == [1]
+    phantom = api.image_id("phantom")
+    assert api.get(f"/api/images/{phantom}").status_code == 200
+    assert api.get(f"/api/images/{phantom}/labels").json() == []
+
+
+def _second_slice_cut_short() -> bytes:
+    """Slice 2 of the sample's series (5 mm further) with its pixel data cut short."""
+    import io
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from medseg.data.samples import sample_path
+
+    ds = pydicom.dcmread(sample_path())
+    ds.SOPInstanceUID = generate_uid()
+    ds.InstanceNumber = 2
+    ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], ds.ImagePositionPatient[2] + 5]
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()[:-5000]
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x40\x00",  # header cut short
+        b"\0" * 128 + b"DICM" + b"garbage" * 40,
+        "pixels cut short",
+    ],
+)
+def test_corrupt_dcm_in_an_uploaded_series_is_refused(
+    api: Api, store: Path, corrupt: bytes | str
+) -> None:
+    from medseg.data.samples import sample_path
+
+    if corrupt == "pixels cut short":
+        corrupt = _second_slice_cut_short()
+    before = _files_in(store)
+    files = [
+        ("files", ("slice1.dcm", sample_path().read_bytes(), "application/dicom")),
+        ("files", ("broken.dcm", corrupt, "application/dicom")),
+    ]
+    r = api.post("/api/images", files=files)
+    assert r.status_code == 400, r.text
+    assert "'broken.dcm'" in r.json()["detail"]
+    assert str(store) not in r.text and ".incoming" not in r.text
+    assert _files_in(store) == before

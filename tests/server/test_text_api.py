@@ -66,13 +66,19 @@ def test_text_request_found_and_not_found(text_api: Api) -> None:
     ("body", "text"),
     [
         ({"text": "flux capacitor"}, "unknown target 'flux capacitor'; nearest known targets"),
-        ({"text": "mole", "mask_input": "previous"}, "mask_input must be 'none'"),
-        ({"text": "mole", "box": [1, 1, 9, 9]}, "clicks only"),
+        ({"text": "mole", "mask_input": "previous"}, "text prompts take clicks (points=) only, "
+         "not mask; correct the text result afterwards with mask_input=result"),
+        ({"text": "mole", "box": [1, 1, 9, 9]}, "text prompts take clicks (points=) only, not box"),
+        ({"text": "mole", "scribbles": [{"points": [[1, 1], [3, 3]]}]},
+         "text prompts take clicks (points=) only, not scribbles"),
         ({"text": ""}, "at least 1 character"),
     ],
-)
+)  # fmt: skip
 def test_bad_text_requests(text_api: Api, body: dict, text: str) -> None:
+    """The Predictor's own messages (medseg.inference.text), with the server's 422."""
     sid = text_api.session(text_api.image_id("lesion"))
-    r = text_api.post(f"/api/sessions/{sid}/predict", json=body)
+    url = f"/api/sessions/{sid}/predict"
+    assert text_api.post(url, json={"text": "mole"}).status_code == 200  # a previous mask
+    r = text_api.post(url, json=body)
     assert r.status_code == 422, r.text
     assert text in r.text

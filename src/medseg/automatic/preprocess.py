@@ -178,8 +178,13 @@ def preprocess_image(image: Image, plan: Plan) -> tuple[np.ndarray, CaseGeometry
     return resize(data, new_shape), geom
 
 
-def preprocess_label(label: LabelMap, geom: CaseGeometry, plan: Plan) -> np.ndarray:
+def preprocess_label(
+    label: LabelMap, geom: CaseGeometry, plan: Plan, *, case_id: str | None = None
+) -> np.ndarray:
     """Crop, transpose and resample a label map on the grid of its preprocessed image.
+
+    ``case_id`` (else the label's file, ``label.meta["path"]``) names the case in the
+    ``InputError`` raised for label values that are not in the plan (``dataset.json``).
 
     Returns ``(*resampled)`` class indices (uint8, or uint16 beyond 256 classes).
     """
@@ -187,7 +192,11 @@ def preprocess_label(label: LabelMap, geom: CaseGeometry, plan: Plan) -> np.ndar
     values = np.unique(label.array)
     unknown = [int(v) for v in values if int(v) not in lut]
     if unknown:
-        raise InputError(f"label values {unknown} are not in the plan's labels {plan.label_values}")
+        where = f"case {case_id!r}" if case_id else str(label.meta.get("path", "label"))
+        raise InputError(
+            f"{where}: label values {unknown} are not in the plan's labels "
+            f"{list(plan.label_values)} (the labels of dataset.json)"
+        )
     table = np.zeros(int(values.max()) + 1, dtype=np.uint16)
     for v in values:
         table[int(v)] = lut[int(v)]

@@ -25,6 +25,7 @@ __all__ = [
     "read_folder",
     "read_csv",
     "load_images",
+    "to_unit_range",
     "infer_task",
     "check_split",
     "is_image_file",
@@ -105,6 +106,32 @@ def check_split(labels: np.ndarray, split: str, task: str, source: str = "") -> 
         )
 
 
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+    """One image (any shape) as float32 in ``[0, 1]``; the one rule of every reader.
+
+    - ``uint8`` (MedMNIST arrays, 8-bit PNG/JPEG/TIFF): divided by 255, so an image gives the
+      same values from a ``.npz`` array and from a PNG file;
+    - ``bool``: 0 and 1;
+    - floats already within ``[0, 1]``: unchanged;
+    - anything else (16-bit images, CT in HU, floats outside ``[0, 1]``): min-max scaled
+      over the image (a constant image becomes zeros).
+    """
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    out = arr.astype(np.float32)
+    if out.size == 0:
+        return out
+    if not np.isfinite(out).all():
+        raise InputError("image contains NaN or infinite values")
+    lo, hi = float(out.min()), float(out.max())
+    if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        return out
+    return (out - lo) / np.float32(hi - lo) if hi > lo else np.zeros_like(out)
+
+
 def _to_nchw(images: np.ndarray, dims: int | None, source: str) -> np.ndarray:
     """MedMNIST arrays ``(N, H, W)``, ``(N, H, W, 3)`` or ``(N, Z, Y, X)`` -> channels first."""
     arr = np.asarray(images)
@@ -116,10 +143,9 @@ def _to_nchw(images: np.ndarray, dims: int | None, source: str) -> np.ndarray:
         arr = np.moveaxis(arr, -1, 1)
     else:
         raise InputError(f"{source}: images of shape {arr.shape} are not {dims}D samples")
-    arr = arr.astype(np.float32)
-    if arr.max(initial=0) > 1.0:
-        arr /= 255.0
-    return np.ascontiguousarray(arr)
+    if arr.dtype == np.uint8:  # whole array at once: the same as per image, faster
+        return np.ascontiguousarray(to_unit_range(arr))
+    return np.ascontiguousarray(np.stack([to_unit_range(a) for a in arr]), dtype=np.float32)
 
 
 def _labels(raw: np.ndarray, task: str) -> np.ndarray:
@@ -189,7 +215,8 @@ def _resize(arr: np.ndarray, size: int) -> np.ndarray:
 def load_images(paths: list[str], size: int = 64, channels: int | None = None) -> np.ndarray:
     """Read files with ``medseg.io.load`` -> float32 ``(N, C, size, size[, size])`` in ``[0, 1]``.
 
-    Each image is min-max scaled and resized; gray images are repeated to ``channels``.
+    Intensities follow :func:`to_unit_range` (8-bit: /255 as MedMNIST arrays; other types:
+    min-max), then each image is resized; gray images are repeated to ``channels``.
     Raises InputError naming the file when one cannot be read or the dimensionality mixes.
     """
     from medseg.io import load
@@ -200,15 +227,16 @@ def load_images(paths: list[str], size: int = 64, channels: int | None = None) -
             img = load(p)
         except Exception as exc:  # readers raise InputError, OSError, RuntimeError (ITK)
             raise InputError(f"cannot read image {p}: {exc}") from exc
-        arr = np.asarray(img.array, dtype=np.float32)
+        try:
+            arr = to_unit_range(img.array)
+        except InputError as exc:
+            raise InputError(f"{p}: {exc}") from exc
         arr = np.moveaxis(arr, -1, 0) if img.channels else arr[None]
         ndim = arr.ndim - 1
         if dims is None:
             dims = ndim
         elif ndim != dims:
             raise InputError(f"{p} is {ndim}D but earlier images are {dims}D; mixed dimensionality")
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
         out.append(_resize(arr, size))
     if not out:
         raise InputError("no images given")

@@ -30,6 +30,10 @@ def gradcam(clf: Classifier, images: np.ndarray, target: np.ndarray | None = Non
 
     from medseg.classify.networks import feature_layer
 
+    if clf.config.model == "tinyvit":
+        from medseg.classify.feature_head import gradcam_features
+
+        return gradcam_features(clf, images, target)  # type: ignore[arg-type]
     x = torch.from_numpy(np.ascontiguousarray(clf._as_array(images)))
     layer = feature_layer(clf.net.backbone)
     saved: dict[str, Any] = {}

@@ -48,6 +48,11 @@ class ClassifierConfig:
         input_size: edge length the network sees (images are interpolated to it).
         mean, std: intensity normalisation after scaling to ``[0, 1]``.
         tta: average the probabilities over flips at prediction time.
+        feature_pool: ``tinyvit`` only: how the frozen embedding is pooled
+            (``medseg.classify.features.POOLS``).
+        feature_slices: ``tinyvit`` only: slices per axis encoded from a 3D volume.
+        feature_dim: ``tinyvit`` only: length of the head's input vector.
+        head_hidden: ``tinyvit`` only: hidden units of the head (0: linear).
     """
 
     model: str
@@ -60,6 +65,10 @@ class ClassifierConfig:
     mean: float = 0.5
     std: float = 0.5
     tta: bool = False
+    feature_pool: str = "gap"
+    feature_slices: int = 1
+    feature_dim: int = 0
+    head_hidden: int = 0
 
     @property
     def num_outputs(self) -> int:
@@ -111,7 +120,12 @@ def _net_class() -> Any:
 
 
 def build_classifier_net(config: ClassifierConfig, pretrained: bool = True) -> Any:
-    """The ``torch.nn.Module`` of a classifier (built lazily so torch loads on first use)."""
+    """The ``torch.nn.Module`` of a classifier (built lazily so torch loads on first use):
+    images -> logits, or for ``tinyvit`` the head (features -> logits)."""
+    if config.model == "tinyvit":
+        from medseg.classify.feature_head import build_feature_head
+
+        return build_feature_head(config)
     return _net_class()(config, pretrained)
 
 
@@ -212,4 +226,8 @@ def load(folder: str | Path) -> Classifier:
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except Exception as exc:  # pickle, zip and key errors from torch
         raise ModelError(f"cannot load weights {weights}: {exc}") from exc
+    if config.model == "tinyvit":
+        from medseg.classify.feature_head import FeatureClassifier
+
+        return FeatureClassifier(config, net)
     return Classifier(config, net)

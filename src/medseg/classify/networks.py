@@ -1,5 +1,6 @@
 """Classification networks: ResNet-18 of the MedMNIST recipe (2D and 3D), ImageNet
-EfficientNet-Lite0 (2D, pretrained) and a compact 3D CNN for small volumes.
+EfficientNet-Lite0 (2D, pretrained) and a compact 3D CNN for small volumes; ``tinyvit`` (a
+head on frozen LiteMedSAM features) is listed here but built by ``medseg.classify.feature_head``.
 
 Every network takes ``(B, C, H, W)`` or ``(B, C, Z, Y, X)`` float tensors (already resized and
 normalised by ``medseg.classify.model.build_classifier_net``) and returns logits ``(B, K)``.
@@ -22,6 +23,8 @@ NETWORKS = {
     "resnet18": (2, 3),
     "efficientnet-lite0": (2,),
     "cnn3d": (3,),
+    # a head on frozen LiteMedSAM TinyViT features: medseg.classify.feature_head
+    "tinyvit": (2, 3),
 }
 
 # (expand ratio, kernel, stride, out channels, repeats) of EfficientNet-B0 / Lite0
@@ -178,6 +181,11 @@ def build_network(
         return build(in_channels, num_classes)
     if name == "cnn3d":
         return _cnn3d(in_channels, num_classes)
+    if name == "tinyvit":
+        raise ModelError(
+            "tinyvit is a head on frozen features, built by "
+            "medseg.classify.model.build_classifier_net (feature_head.build_feature_head)"
+        )
     return _lite0(in_channels, num_classes, pretrained)
 
 

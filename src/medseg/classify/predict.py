@@ -3,7 +3,8 @@
 ``predict_files(clf, inputs)`` returns :class:`Predictions` (one row per file: predicted class
 and the probability of every class); ``write_csv`` writes them as
 ``path,class,p_<class 0>,...``. Files are read by ``medseg.io`` (PNG, TIFF, NIfTI, ...),
-min-max scaled and resized to the model's training size.
+scaled to ``[0, 1]`` by ``medseg.classify.data.to_unit_range`` (8-bit: /255, as MedMNIST
+arrays; other types: min-max) and resized to the model's training size.
 """
 
 from __future__ import annotations

@@ -49,6 +49,15 @@ class TrainOptions:
         seed: seeds torch and NumPy.
         threads: torch CPU threads (None: leave as is).
         progress: show a tqdm bar.
+        feature_cache: ``tinyvit``: feature cache folder (default ``$MEDSEG_FEATURE_CACHE``
+            or ``~/.cache/medseg/classify``).
+        feature_slices: ``tinyvit``: slices per axis encoded from each 3D volume.
+        feature_augment_copies: ``tinyvit``: augmented copies of the train split (``augment``
+            applied once per copy, seeded) encoded and added to the head's training data.
+
+    With ``model="tinyvit"`` the budget bounds the head search (the images are encoded
+    first, once, whatever the budget), ``max_epochs`` caps the number of heads tried, and
+    ``augment`` is used only through ``feature_augment_copies`` (the features are frozen).
     """
 
     model: str = "auto"
@@ -66,6 +75,9 @@ class TrainOptions:
     seed: int = 0
     threads: int | None = None
     progress: bool = True
+    feature_cache: str | None = None
+    feature_slices: int = 1
+    feature_augment_copies: int = 0
 
 
 def baseline_options(**overrides: Any) -> TrainOptions:
@@ -102,6 +114,8 @@ def default_model(spatial_dims: int) -> str:
 def _input_size(model: str, data_size: int, wanted: int | None) -> int:
     if wanted:
         return wanted
+    if model == "tinyvit":
+        return 256  # LiteMedSAM's encoder input (informational: resized by the encoder)
     if model == "efficientnet-lite0":
         return max(64, data_size)  # ImageNet features need some resolution; 28 px is too few
     return data_size
@@ -181,6 +195,7 @@ def _config(ds: Dataset, opts: TrainOptions) -> ClassifierConfig:
         data_size=ds.image_size,
         input_size=_input_size(model, ds.image_size, opts.input_size),
         tta=opts.tta,
+        feature_slices=opts.feature_slices,
     )
 
 
@@ -188,6 +203,11 @@ def _fit(ds: Dataset, opts: TrainOptions, config: ClassifierConfig) -> tuple[Cla
     """The training loop; returns the classifier at the best validation epoch."""
     import torch
     from tqdm.auto import tqdm
+
+    if config.model == "tinyvit":
+        from medseg.classify.feature_head import fit_feature_head
+
+        return fit_feature_head(ds, opts, config)
 
     net = build_classifier_net(config, pretrained=True)
     opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)

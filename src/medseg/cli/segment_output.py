@@ -108,11 +108,17 @@ def relabel(labels: Any, values: int | list[int] | None) -> Any:
     )
 
 
-# API argument wording -> the ``medseg segment`` option that sets it.
+# API argument wording -> the ``medseg segment`` option that sets it (whole phrases first,
+# so that e.g. "not boxes= or box3d=" does not become "not --box or --box3d" after "give --box").
 _CLI_WORDS = (
+    (r"\bbox3d=\(x0, y0, z0, x1, y1, z1\)", "--box3d X0,Y0,Z0,X1,Y1,Z1"),
+    (r"\bnot boxes= or box3d=", "not several --box or a --box3d"),
+    (r"\bbox3d's z range", "the --box3d z range"),
+    (r" \(Predictor\(MODEL_DIR\)\)", " (--model MODEL_DIR)"),
+    (r", scribbles= or mask_input=", " or --scribble"),
     (r"slice_index=z\b", "--slice Z"),
     (r"\bslice_index=?", "--slice"),
-    (r"\bbox3d=", "--box3d"),
+    (r"(?<![-\w])box3d\b=?", "--box3d"),
     (r"\bbox=/boxes=", "--box"),
     (r"\bboxes=", "--box"),
     (r"\bbox=", "--box"),

@@ -36,6 +36,7 @@ __all__ = [
     "load_case",
     "check_dataset",
     "format_issues",
+    "annotated_classes",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class NnunetDataset:
         test: unlabelled cases from ``imagesTs``.
         problems: structural problems found while reading (missing channel or label files,
             labels without images); :func:`check_dataset` reports them as errors.
+        partial_labels: case id -> names of the foreground classes its label annotates, for
+            the partially labelled cases declared in ``dataset.json`` (``"partial_labels":
+            {"case_003": ["liver"]}``); cases not listed annotate every class.
     """
 
     root: Path
@@ -74,6 +78,7 @@ class NnunetDataset:
     test: tuple[CaseFiles, ...] = ()
     num_training_declared: int | None = None
     problems: tuple[str, ...] = field(default=())
+    partial_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def num_channels(self) -> int:
@@ -131,6 +136,48 @@ def _parse_labels(raw: Any, path: Path) -> dict[str, int]:
     if len(set(labels.values())) != len(labels):
         raise InputError(f"{path}: two label names share one value: {labels}")
     return labels
+
+
+def _parse_partial(
+    raw: Any, labels: dict[str, int], case_ids: set[str], path: Path
+) -> dict[str, tuple[str, ...]]:
+    """``dataset.json`` ``partial_labels``: case id -> annotated foreground class names."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: 'partial_labels' must be a mapping case id -> [class names]")
+    out: dict[str, tuple[str, ...]] = {}
+    for case_id, names in raw.items():
+        if case_id not in case_ids:
+            raise InputError(
+                f"{path}: partial_labels names case {case_id!r}, which is not a training case "
+                "in imagesTr"
+            )
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise InputError(f"{path}: partial_labels[{case_id!r}] must be a list of class names")
+        for name in names:
+            if name not in labels:
+                raise InputError(
+                    f"{path}: partial_labels[{case_id!r}] names class {name!r}, which is not in "
+                    f"'labels' {sorted(labels)}"
+                )
+        fg = tuple(dict.fromkeys(n for n in names if labels[n] != 0))
+        if not fg:
+            raise InputError(f"{path}: partial_labels[{case_id!r}] annotates no foreground class")
+        out[str(case_id)] = fg
+    return out
+
+
+def annotated_classes(
+    dataset: NnunetDataset, case_id: str, label_values: tuple[int, ...]
+) -> list[bool]:
+    """Which classes case ``case_id`` annotates, one bool per entry of ``label_values``
+    (class index order; background is always True, so are all classes of a full case)."""
+    names = dataset.partial_labels.get(case_id)
+    if names is None:
+        return [True] * len(label_values)
+    values = {dataset.labels[n] for n in names} | {0}
+    return [v in values for v in label_values]
 
 
 def _read_json(root: Path) -> dict[str, Any]:
@@ -223,6 +270,7 @@ def read_dataset(root: str | Path) -> NnunetDataset:
     if not training and not problems:
         raise InputError(f"{root}: no training cases found in imagesTr/ (ending {ending})")
     declared = meta.get("numTraining")
+    partial = _parse_partial(meta.get("partial_labels"), labels, set(groups), js)
     return NnunetDataset(
         root=root,
         name=str(meta.get("name", root.name)),
@@ -233,6 +281,7 @@ def read_dataset(root: str | Path) -> NnunetDataset:
         test=tuple(test),
         num_training_declared=int(declared) if isinstance(declared, int) else None,
         problems=tuple(problems + test_problems),
+        partial_labels=partial,
     )
 
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from medseg.errors import PromptError
 from medseg.inference.result import UNREACHED_LOGIT
+from medseg.metrics.overlap import dice_from_counts, overlap_counts
 from medseg.prompts.types import box_from_mask
 
 __all__ = [
@@ -149,8 +150,8 @@ def _accept(logits: np.ndarray, prev: np.ndarray, ref_area: int, cfg: Propagatio
 
 def _agrees(mask: np.ndarray, previous: np.ndarray, threshold: float) -> bool:
     """Dice of two boolean masks >= ``threshold`` (two empty masks do not agree)."""
-    total = int(mask.sum()) + int(previous.sum())
-    return total > 0 and 2.0 * int((mask & previous).sum()) / total >= threshold
+    inter, n_mask, n_previous = overlap_counts(mask, previous)
+    return n_mask + n_previous > 0 and dice_from_counts(inter, n_mask, n_previous) >= threshold
 
 
 def _sweep(

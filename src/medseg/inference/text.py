@@ -92,18 +92,17 @@ def accepts_text(model: Any) -> bool:
 
 
 def lite_parts(model: Any, embedding: Any) -> tuple[Any, Any]:
-    """``(LiteMedSAM model, LiteMedSAM embedding)`` inside ``model`` and its ``embedding``."""
-    from medseg.models.interactive_auto import BoxThenRefine
-    from medseg.models.litemedsam import LiteMedSAM
-
-    if isinstance(model, LiteMedSAM):
-        return model, embedding
-    if isinstance(model, BoxThenRefine) and isinstance(model.first, LiteMedSAM):
-        return model.first, None if embedding is None else embedding.first
-    raise PromptError(
-        f"text prompts need LiteMedSAM's image encoder; model {model.name!r} has none: use "
-        "the default model (litemedsam+interactive) or litemedsam"
-    )
+    """``(LiteMedSAM model, LiteMedSAM embedding)`` inside ``model`` and its ``embedding``:
+    the model's ``text_backbone(embedding)`` capability (LiteMedSAM, ``litemedsam+interactive``).
+    Raises ``PromptError`` for a model without one."""
+    backbone = getattr(model, "text_backbone", None)
+    parts = None if backbone is None else backbone(embedding)
+    if parts is None:
+        raise PromptError(
+            f"text prompts need LiteMedSAM's image encoder; model {model.name!r} has none: use "
+            "the default model (litemedsam+interactive) or litemedsam"
+        )
+    return parts
 
 
 def patient_left_is_high_x(image: Image) -> bool:

@@ -44,7 +44,37 @@ def _source_datasets(source: Image) -> list[Any]:
             f"{source.meta.get('path')}: DICOM-SEG export needs one file per slice "
             f"(got {len(files)} file(s) for {source.shape[0]} slices)"
         )
-    return [_with_sop_uids(pydicom.dcmread(f, stop_before_pixels=True), f) for f in files]
+    datasets = [_with_sop_uids(pydicom.dcmread(f, stop_before_pixels=True), f) for f in files]
+    return _with_series_uids(datasets, source.meta.get("path") or files[0])
+
+
+def stable_uid(kind: str, sop_instance_uids: list[str]) -> str:
+    """A UID derived from a series' SOP Instance UIDs (order-independent): the same series
+    always gets the same ``kind`` ("study" or "series") UID, on every slice and every run."""
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=["medseg", kind, *sorted(sop_instance_uids)]))
+
+
+def _with_series_uids(datasets: list[Any], where: Any) -> list[Any]:
+    """Fill a blank StudyInstanceUID / SeriesInstanceUID (anonymised exports, e.g.
+    TotalSegmentator's example series) with ``stable_uid``, the same on every slice, so the
+    SEG references a real series; a warning says so. The files on disk are not changed."""
+    sops = [str(ds.SOPInstanceUID) for ds in datasets]
+    for tag, kind in (("StudyInstanceUID", "study"), ("SeriesInstanceUID", "series")):
+        blank = [ds for ds in datasets if not str(ds.get(tag, "") or "").strip()]
+        if not blank:
+            continue
+        given = {str(ds.get(tag)) for ds in datasets if str(ds.get(tag, "") or "").strip()}
+        uid, how = (given.pop(), "the other slices'") if len(given) == 1 else (None, "generated")
+        uid = uid or stable_uid(kind, sops)
+        for ds in blank:
+            setattr(ds, tag, uid)
+        log.warning(
+            "%s: %d of %d source file(s) have no %s; the DICOM-SEG uses the %s UID %s",
+            where, len(blank), len(datasets), tag, how, uid,
+        )  # fmt: skip
+    return datasets
 
 
 def _with_sop_uids(ds: Any, path: Any) -> Any:
@@ -202,8 +232,20 @@ def _segment_values(seg: Any) -> tuple[dict[int, int], dict[int, str]]:
     return values, names
 
 
-def _find_reference(path: Path, seg: Any) -> Path | None:
-    """A folder next to the SEG (its own folder or a sibling) holding the referenced series."""
+def _generated_series_uid(files: tuple[Path, ...]) -> str:
+    """The ``stable_uid`` a SEG written by medseg gives a series that has no UID."""
+    import pydicom
+
+    sops = []
+    for f in files:
+        ds = _with_sop_uids(pydicom.dcmread(f, stop_before_pixels=True), f)
+        sops.append(str(ds.SOPInstanceUID))
+    return stable_uid("series", sops)
+
+
+def _find_reference(path: Path, seg: Any) -> tuple[Path, str] | None:
+    """A folder next to the SEG (its own folder or a sibling) holding the referenced series,
+    and that series' UID in the folder (blank for a series whose UID medseg generated)."""
     from medseg.io.dicom import list_dicom_series
 
     try:
@@ -215,10 +257,14 @@ def _find_reference(path: Path, seg: Any) -> Path | None:
     folders = [path.parent, *sorted(p for p in path.parent.iterdir() if p.is_dir())]
     for folder in folders[:50]:
         try:
-            if any(s.series_uid == wanted for s in list_dicom_series(folder, recursive=False)):
-                return folder
+            series = list_dicom_series(folder, recursive=False)
         except InputError:
             continue
+        for s in series:
+            if s.series_uid == wanted or (
+                not s.series_uid.strip() and _generated_series_uid(s.files) == wanted
+            ):
+                return folder, s.series_uid
     return None
 
 
@@ -273,9 +319,8 @@ def load_dicom_seg(
     if reference is None:
         found = _find_reference(path, seg)
         if found is not None:
-            uid = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
-            log.info("%s: rebuilding on the referenced series in %s", path, found)
-            reference = load(found, series_uid=uid, irregular=irregular)
+            log.info("%s: rebuilding on the referenced series in %s", path, found[0])
+            reference = load(found[0], series_uid=found[1], irregular=irregular)
     if reference is not None:
         ref = reference if isinstance(reference, Image) else load(reference, irregular=irregular)
         return _on_reference(seg, ref, values, names, path)

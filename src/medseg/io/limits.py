@@ -13,13 +13,22 @@ decoding them would take gigabytes. ``check_size`` reads only the header (Pillow
 Channels are not counted (an RGB pixel is one pixel). Every reader of ``medseg.io.load``
 calls the check; ``medseg serve --max-pixels/--max-voxels`` change the process default
 (``set_default_limits``).
+
+NRRD/MetaImage headers are first checked by ``medseg.io.detached.check_data_files``: a
+detached data file outside the header's folder is refused before ITK opens it. Pillow's
+``DecompressionBombWarning`` (above 89 M pixels) is silenced here; these limits apply
+instead.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+import re
+import tokenize
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,8 +140,8 @@ def header_shape(path: Path, fmt: str) -> tuple[int, ...] | None:
         "bmp": _pil_shape,
         "tiff": _tiff_shape,
         "nifti": _nifti_shape,
-        "nrrd": _sitk_shape,
-        "metaimage": _sitk_shape,
+        "nrrd": functools.partial(_sitk_shape, fmt="nrrd"),
+        "metaimage": functools.partial(_sitk_shape, fmt="metaimage"),
         "dicom": _dicom_shape,
         "npy": _npy_shape,
         "npz": _npz_shape,
@@ -151,8 +160,11 @@ def _pil_shape(path: Path) -> tuple[int, ...]:
     from PIL import UnidentifiedImageError
 
     try:
-        with PILImage.open(path) as im:  # lazy: reads the header, not the pixels
-            width, height = im.size
+        with warnings.catch_warnings():
+            # Pillow warns above 89 M pixels; medseg's own limit (check_shape) applies instead.
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as im:  # lazy: reads the header, not the pixels
+                width, height = im.size
     except PILImage.DecompressionBombError as exc:
         raise InputError(f"{path}: image is too large to decode safely ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -167,8 +179,8 @@ def _tiff_shape(path: Path) -> tuple[int, ...]:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape, axes = tuple(series.shape), series.axes
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
-        raise InputError(f"{path}: cannot read TIFF header ({exc})") from exc
+    except Exception as exc:  # corrupt IFDs: TypeError, RuntimeError, struct.error, ...
+        raise InputError(f"{path}: cannot read TIFF header ({exc!r})") from exc
     return tuple(s for s, a in zip(shape, axes, strict=False) if a != "S")
 
 
@@ -183,9 +195,45 @@ def _nifti_shape(path: Path) -> tuple[int, ...]:
     return shape[::-1]
 
 
-def _sitk_shape(path: Path) -> tuple[int, ...]:
+_MHA_NDIMS = re.compile(rb"^[ \t]*NDims[ \t]*[=:][ \t]*([^\r\n]*)", re.MULTILINE)
+_MHA_MATRIX = re.compile(
+    rb"^[ \t]*(?:TransformMatrix|Rotation|Orientation)[ \t]*[=:][ \t]*([^\r\n]*)", re.MULTILINE
+)
+
+
+def _check_metaimage_fields(path: Path) -> None:
+    """Refuse an ``NDims`` outside 1..5 and direction values that are not numbers of at most
+    1e6: ITK's MetaIO segfaults or aborts on NDims -1 or 65535 and ITK hangs on a
+    ``TransformMatrix`` value of 1e308 (found by ``benchmarks/fuzz_readers.py``)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    end = head.find(b"ElementDataFile")
+    head = head if end < 0 else head[:end]
+    match = _MHA_NDIMS.search(head)
+    value = match.group(1).strip() if match else b"3"  # ITK reports a missing NDims itself
+    if not value.isdigit() or not 1 <= int(value) <= 5:
+        shown = value[:20].decode("latin-1")
+        raise InputError(f"{path}: MetaImage NDims {shown!r} is not 1..5; file is corrupt")
+    for found in _MHA_MATRIX.finditer(head):
+        try:
+            ok = all(abs(float(v)) <= 1e6 for v in found.group(1).split())
+        except ValueError:
+            ok = False
+        if not ok:
+            shown = found.group(1)[:60].decode("latin-1")
+            raise InputError(
+                f"{path}: MetaImage direction {shown!r} is not usable; file is corrupt"
+            )
+
+
+def _sitk_shape(path: Path, fmt: str) -> tuple[int, ...]:
     import SimpleITK as sitk
 
+    from medseg.io.detached import check_data_files
+
+    check_data_files(path, fmt)  # before ITK opens a detached data file
+    if fmt == "metaimage":
+        _check_metaimage_fields(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -227,7 +275,7 @@ def _npy_shape(path: Path) -> tuple[int, ...]:
                 else np.lib.format.read_array_header_2_0
             )
             shape, _, dtype = read(fh)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as exc:
         raise InputError(f"{path}: cannot read NPY header ({exc})") from exc
     return _npy_dims(tuple(shape), dtype)
 

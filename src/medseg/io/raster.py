@@ -18,6 +18,7 @@ Writing keeps values exactly or refuses: PNG/BMP/JPEG hold uint8 (PNG also uint1
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,10 @@ def _read_pil(path: Path, *, label: bool) -> tuple[np.ndarray, bool]:
     from PIL import UnidentifiedImageError
 
     try:
-        with PILImage.open(path) as im:
+        with warnings.catch_warnings():  # DecompressionBombWarning: medseg.io.limits applies
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            im = PILImage.open(path)
+        with im:
             im.load()
             mode = im.mode
             if mode == "P" and not label:

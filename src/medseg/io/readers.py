@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,14 @@ from medseg.io.limits import SizeLimits, check_size
 __all__ = ["load", "load_label"]
 
 log = logging.getLogger(__name__)
+
+#: Exceptions decoders raise on corrupt files (pydicom's lazy value parsing, tifffile's
+#: IFDs, Pillow's chunk reads): wrapped as ``InputError`` by ``_read``.
+_LIBRARY_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, EOFError,
+    OSError, ArithmeticError, AssertionError, NotImplementedError, MemoryError,
+    struct.error, zlib.error,
+)  # fmt: skip
 
 
 def _check_exists(path: str | os.PathLike[str]) -> Path:
@@ -98,6 +108,22 @@ def _read(
     limits: SizeLimits | None = None,
 ) -> Image:  # fmt: skip
     check_size(p, fmt, limits)  # header only: refuse oversized images before decoding
+    try:
+        return _decode(
+            p, fmt, series_uid=series_uid, modality=modality, label=label, key=key,
+            index=index, irregular=irregular, limits=limits,
+        )  # fmt: skip
+    except InputError:
+        raise
+    except _LIBRARY_ERRORS as exc:  # corrupt data the decoder did not explain (fuzzing)
+        raise InputError(f"{p}: cannot read {fmt} file ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode(
+    p: Path, fmt: str, *, series_uid: str | None, modality: str | None, label: bool,
+    key: str | None, index: int | None, irregular: str, limits: SizeLimits | None,
+) -> Image:  # fmt: skip
+    """Decode ``p`` with the reader of ``fmt`` (after the size check)."""
     if fmt in ("nifti", "nrrd", "metaimage"):
         from medseg.io.volume import read_volume
 

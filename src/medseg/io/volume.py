@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import InputError
+from medseg.io.detached import check_data_files
 from medseg.io.image import Image
 
 __all__ = [
@@ -169,12 +170,17 @@ def _check_nifti_dims(shape: tuple[int, ...], path: Path) -> None:
 
 
 def read_volume(path: Path, fmt: str, modality: str | None = None) -> Image:
-    """Read a NIfTI (nibabel), NRRD or MetaImage (SimpleITK) file."""
+    """Read a NIfTI (nibabel), NRRD or MetaImage (SimpleITK) file.
+
+    A NRRD/MetaImage header whose data file is not inside the header's folder raises
+    ``InputError`` (``medseg.io.detached.check_data_files``).
+    """
     import SimpleITK as sitk
 
     if fmt == "nifti":
         return read_nifti(path, modality)
 
+    check_data_files(path, fmt)  # a .nhdr/.mhd may name any file as its pixels
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:

@@ -87,6 +87,14 @@ class BoxThenRefine(PromptableModel):
             return self.first.decode(embedding.first, prompts)
         return self.refine.decode(embedding.refine, prompts)
 
+    def text_backbone(self, embedding: BoxThenRefineEmbedding | None) -> tuple[Any, Any] | None:
+        """The first model's text backbone (LiteMedSAM and its embedding, ``embedding.first``)
+        for the text head; None when the first model has none."""
+        backbone = getattr(self.first, "text_backbone", None)
+        if backbone is None:
+            return None
+        return backbone(None if embedding is None else embedding.first)
+
     def config_dict(self) -> dict[str, Any]:
         return {"name": self.name, "first": self.first.config_dict(),
                 "refine": self.refine.config_dict()}  # fmt: skip

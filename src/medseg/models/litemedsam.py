@@ -288,6 +288,14 @@ class LiteMedSAM(PromptableModel):
             )
         return Decoded(logits=logits.numpy().astype(np.float32), scores=iou.numpy())
 
+    def text_backbone(
+        self, embedding: LiteMedSAMEmbedding | None
+    ) -> tuple[LiteMedSAM, LiteMedSAMEmbedding | None]:
+        """``(model, embedding)`` the text head decodes (:mod:`medseg.inference.text`):
+        this model and ``embedding`` itself. Models without the method (or returning None)
+        take no text prompts."""
+        return self, embedding
+
     def config_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -37,7 +37,7 @@ PROMPT_KINDS = frozenset({"box", "points", "mask", "scribbles"})
 def _finite_vector(values: object, n: int, what: str) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=np.float64).ravel()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise PromptError(f"{what} must be {n} numbers, got {values!r}") from exc
     if arr.size != n:
         raise PromptError(f"{what} must be {n} numbers, got {arr.size}: {values!r}")
@@ -97,7 +97,7 @@ def validate_points(
     """
     try:
         pts = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise PromptError(f"points must be a list of (x, y) pairs, got {points!r}") from exc
     if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] == 0:
         raise PromptError(f"points must be a non-empty list of (x, y) pairs, got {points!r}")

@@ -10,6 +10,8 @@ fails before the server starts.
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,7 +45,7 @@ from medseg.server.sessions import SessionManager, warm_up
 from medseg.server.state import ServerState
 from medseg.server.uploads import UnsupportedType
 
-__all__ = ["create_app", "STATIC_DIR", "load_model", "load_auto_model"]
+__all__ = ["create_app", "STATIC_DIR", "load_model", "load_auto_model", "public_message"]
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,32 @@ def load_auto_model(config: ServerConfig) -> Any:
     return None if folder is None else load(folder, **dict(config.auto_options))
 
 
+def public_message(message: str, roots: list[str]) -> str:
+    """``message`` with every path under one of ``roots`` made relative to that root.
+
+    ``/srv/store/bad/x.nii.gz: cannot read`` -> ``bad/x.nii.gz: cannot read``; the root
+    itself becomes ``.``. Longer roots are replaced first; ``/srv/store2`` is not inside
+    ``/srv/store``.
+    """
+    for root in sorted({r.rstrip("/") for r in roots if len(r.rstrip("/")) > 1}, key=len,
+                       reverse=True):  # fmt: skip
+        pattern = re.compile(re.escape(root) + r"(?:/|(?![\w.-]))")
+        message = pattern.sub(lambda m: "" if m.group().endswith("/") else ".", message)
+    return message
+
+
+def _roots(request: Request) -> list[str]:
+    """The datastore folder as configured and as resolved (error messages hide both)."""
+    state = getattr(request.app.state, "medseg", None)
+    if state is None:
+        return []
+    return [str(state.datastore.root), os.path.abspath(state.config.data_dir)]
+
+
 def _error(status: int) -> Any:
     async def handler(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        detail = public_message(str(exc), _roots(request))  # no absolute server paths
+        return JSONResponse({"detail": detail}, status_code=status)
 
     return handler
 

@@ -68,10 +68,6 @@ def check_request(req: PredictRequest, ndim: int, depth: int) -> int:
     """Check what only the server knows (the view, the mask upload, the slice of the view);
     returns the slice index (0 for 2D images). The prompts themselves are validated by
     :meth:`medseg.Predictor.predict`."""
-    if req.box is None and not req.points and not req.scribbles and req.text is None:
-        raise PromptError("give a box, a click, a scribble or a text")
-    if req.text is not None and req.mask_input != "none":
-        raise PromptError("a text prompt starts a new object: mask_input must be 'none'")
     if (req.mask_input == "mask") != (req.mask is not None):
         raise PromptError("give mask with mask_input='mask' (and only then)")
     if ndim == 2:
@@ -135,7 +131,7 @@ def run_predict(
         start = time.perf_counter()
         image = predictor.image
         if req.text is not None:
-            return _run_text(predictor, req, index, points, labels, start)
+            return _run_text(predictor, req, index, (points, labels, previous, extra), start)
         if image.ndim == 2:
             pred = predictor.predict(req.box, points, labels, mask_input=previous, **extra)
             ms = (time.perf_counter() - start) * 1000
@@ -156,11 +152,15 @@ def run_predict(
     return Outcome(index, pred.mask, pred.logits, pred.score, ms)
 
 
-def _run_text(predictor: Any, req: PredictRequest, index: int, points, labels, start) -> Outcome:
-    """A text request (with optional correction clicks) on the image or slice ``index``."""
-    kw: dict[str, Any] = {"text": req.text, "points": points, "point_labels": labels}
-    if req.box is not None or req.scribbles:
-        raise PromptError("a text prompt takes clicks only, not a box or scribbles")
+def _run_text(
+    predictor: Any, req: PredictRequest, index: int, prompts: tuple, start: float
+) -> Outcome:
+    """A text request (with optional correction clicks) on the image or slice ``index``;
+    ``prompts`` = ``(points, labels, previous, extra)``: every prompt of the request goes to
+    the Predictor, which rejects those a text prompt does not take."""
+    points, labels, previous, extra = prompts
+    kw: dict[str, Any] = {"text": req.text, "points": points, "point_labels": labels,
+                          "box": req.box, "mask_input": previous, **extra}  # fmt: skip
     volume = predictor.image.ndim == 3
     if volume:
         kw.update(slice_index=index, propagate=req.propagate)

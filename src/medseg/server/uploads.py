@@ -9,7 +9,9 @@ and safe characters, so no upload can land outside ``uploads/``.
 
 The image size is checked from the header before decoding (``medseg.io.limits``, bounded
 also by ``max_voxels``); every file of a DICOM series must be a readable DICOM file of
-that one series (a corrupt ``.dcm`` refuses the upload); error messages name the
+that one series (a corrupt ``.dcm`` refuses the upload); a NRRD or MetaImage must hold
+its own pixels (a header naming a data file, ``ElementDataFile = /etc/passwd`` or
+``data file: ...``, is refused before decoding); error messages name the
 client's file names, never server paths. Staging folders older than ``STALE_STAGING_S``
 (left by a crash) are removed when the next upload starts.
 """
@@ -24,6 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medseg.errors import InputError
 from medseg.io.image import Image
@@ -164,22 +167,70 @@ def _public(message: str, files: list[UploadedFile]) -> str:
     return message.replace(folder + "/", "").replace(folder, "the upload")
 
 
+def _short_pixel_data(ds: Any) -> tuple[int, int] | None:
+    """(bytes present, bytes needed) when uncompressed pixel data are cut short, else None."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" not in ds or syntax is None or syntax.is_compressed:
+        return None  # compressed frames are checked by the decoder
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    count = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+    count *= int(ds.get("NumberOfFrames", 1) or 1)
+    needed = (count * bits + 7) // 8
+    present = len(ds.PixelData)
+    return (present, needed) if present < needed else None
+
+
 def _check_dicom_files(files: list[UploadedFile]) -> None:
-    """Every uploaded ``.dcm`` must parse as DICOM with image pixels of one series."""
+    """Every uploaded ``.dcm`` must parse as DICOM with complete image pixels of one series."""
     import pydicom
 
     series = set()
     for f in files:
         try:
-            ds = pydicom.dcmread(f.path, stop_before_pixels=True)
+            ds = pydicom.dcmread(f.path)  # one file at a time, bounded by the upload limit
+            uid = ds.get("SeriesInstanceUID")
+            if not uid or "Rows" not in ds or "Columns" not in ds:
+                raise InputError(f"{f.filename!r} is not a DICOM image (no series UID or size)")
+            short = _short_pixel_data(ds)
+        except InputError:
+            raise
         except Exception as exc:  # pydicom raises InvalidDicomError, OSError, ValueError...
             raise InputError(f"{f.filename!r} is not a readable DICOM file ({exc})") from exc
-        uid = ds.get("SeriesInstanceUID")
-        if not uid or "Rows" not in ds or "Columns" not in ds:
-            raise InputError(f"{f.filename!r} is not a DICOM image (no series UID or size)")
+        if short is not None:
+            raise InputError(
+                f"{f.filename!r} is cut short: {short[0]} of its {short[1]} pixel data bytes"
+            )
         series.add(str(uid))
     if len(series) > 1:
         raise InputError("the uploaded DICOM files belong to more than one series")
+
+
+def _check_self_contained(upload: UploadedFile, fmt: str) -> None:
+    """An uploaded NRRD/MetaImage must hold its own pixels: a single file cannot bring the
+    data file a detached header names, so any such reference is refused before decoding
+    (``ElementDataFile = /etc/passwd`` would read a server file as pixels)."""
+    from medseg.io.detached import detached_refs
+
+    if fmt not in ("nrrd", "metaimage"):
+        return
+    try:
+        refs = detached_refs(upload.path, fmt)
+    except InputError as exc:
+        raise InputError(f"{upload.filename!r}: {_public(str(exc), [upload])}") from exc
+    if fmt == "metaimage" and not refs:
+        with open(upload.path, "rb") as fh:
+            if b"ElementDataFile" not in fh.read(1 << 20):
+                raise InputError(
+                    f"{upload.filename!r}: MetaImage header has no ElementDataFile field; an "
+                    "uploaded .mha must say ElementDataFile = LOCAL"
+                )
+    if refs:
+        value = refs[0].value if len(refs[0].value) <= 80 else refs[0].value[:77] + "..."
+        need = "ElementDataFile = LOCAL" if fmt == "metaimage" else "no data file field"
+        raise InputError(
+            f"{upload.filename!r}: header field {refs[0].field} names another file "
+            f"({value!r}); an uploaded {fmt} file must hold its own pixels ({need})"
+        )
 
 
 def _decode(source: Path, fmt: str, files: list[UploadedFile], max_voxels: int) -> Image:
@@ -187,6 +238,7 @@ def _decode(source: Path, fmt: str, files: list[UploadedFile], max_voxels: int) 
     from medseg.io.limits import SizeLimits, check_size, default_limits
     from medseg.io.readers import load
 
+    _check_self_contained(files[0], fmt)
     base = default_limits()
     limits = SizeLimits(min(base.max_pixels, max_voxels), min(base.max_voxels, max_voxels))
     try:

@@ -34,12 +34,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CachedCase:
-    """A preprocessed case: ``data`` ``(C, *sp)``, ``seg`` ``(*sp)``, sampled class voxels."""
+    """A preprocessed case: ``data`` ``(C, *sp)``, ``seg`` ``(*sp)``, sampled class voxels.
+
+    ``annotated``: ``(K,)`` bool, the classes the case's label annotates (partial labels,
+    see :func:`medseg.data.nnunet.annotated_classes`); None = every class.
+    """
 
     case_id: str
     data: np.ndarray
     seg: np.ndarray
     locations: dict[int, np.ndarray]
+    annotated: np.ndarray | None = None
 
 
 def class_locations(
@@ -97,7 +102,7 @@ def preprocess_dataset(dataset: Any, plan: Plan, cache_dir: str | Path, *, seed:
     for case in tqdm(todo, desc="preprocess", unit="case", disable=not todo):
         image, label = load_case(dataset, case)
         data, geom = preprocess_image(image, plan)
-        seg = preprocess_label(label, geom, plan)
+        seg = preprocess_label(label, geom, plan, case_id=case.case_id)
         _save_npy(cache / f"{case.case_id}.npy", data)
         _save_npy(cache / f"{case.case_id}_seg.npy", seg)
         locs = class_locations(seg, plan.num_classes, rng)
@@ -108,8 +113,14 @@ def preprocess_dataset(dataset: Any, plan: Plan, cache_dir: str | Path, *, seed:
     return cache
 
 
-def load_preprocessed(cache_dir: str | Path, case_id: str, *, mmap: bool = True) -> CachedCase:
-    """Open a cached case (memory-mapped by default)."""
+def load_preprocessed(
+    cache_dir: str | Path,
+    case_id: str,
+    *,
+    mmap: bool = True,
+    annotated: np.ndarray | list[bool] | None = None,
+) -> CachedCase:
+    """Open a cached case (memory-mapped by default); ``annotated`` as in :class:`CachedCase`."""
     cache = Path(cache_dir)
     if not (cache / f"{case_id}.json").is_file():
         raise InputError(f"{cache}: case {case_id!r} is not preprocessed")
@@ -118,4 +129,5 @@ def load_preprocessed(cache_dir: str | Path, case_id: str, *, mmap: bool = True)
     seg = np.load(cache / f"{case_id}_seg.npy", mmap_mode=mode)
     with np.load(cache / f"{case_id}_locs.npz") as z:
         locs = {int(k): z[k] for k in z.files}
-    return CachedCase(case_id, data, seg, locs)
+    mask = None if annotated is None else np.asarray(annotated, dtype=bool)
+    return CachedCase(case_id, data, seg, locs, mask)

@@ -139,6 +139,19 @@ class PatchSampler:
         self.patch_size = tuple(int(p) for p in patch_size)
         self.oversample = float(oversample_foreground)
         self.rng = rng
+        self.last_cases: list[int] = []  # indices into ``cases`` of the last batch
+
+    def annotated(self, num_classes: int) -> np.ndarray:
+        """``(B, K)`` bool: the classes each sample of the last batch annotates (partial
+        labels; rows of fully labelled cases are all True)."""
+        rows = [self.cases[i].annotated for i in self.last_cases]
+        full = np.ones(num_classes, dtype=bool)
+        return np.stack([full if r is None else np.asarray(r, dtype=bool) for r in rows])
+
+    @property
+    def partial(self) -> bool:
+        """True when some case annotates only some classes."""
+        return any(c.annotated is not None and not np.all(c.annotated) for c in self.cases)
 
     def _start(self, case: CachedCase, force_fg: bool) -> list[int]:
         shape = case.seg.shape
@@ -159,8 +172,10 @@ class PatchSampler:
         """
         n_fg = math.ceil(batch_size * self.oversample - 1e-9) if self.oversample > 0 else 0
         images, labels = [], []
+        self.last_cases = []
         for i in range(batch_size):
-            case = self.cases[int(self.rng.integers(len(self.cases)))]
+            self.last_cases.append(int(self.rng.integers(len(self.cases))))
+            case = self.cases[self.last_cases[-1]]
             start = self._start(case, force_fg=i >= batch_size - n_fg)
             images.append(crop_padded(case.data, start, self.patch_size))
             labels.append(crop_padded(case.seg, start, self.patch_size))

@@ -50,6 +50,15 @@ def plan_dataset(data_dir: str | Path, model_dir: str | Path, budget: PlanBudget
     fp = compute_fingerprint(ds)
     save_fingerprint(fp, model_dir / "fingerprint.json")
     plan = plan_experiment(fp, budget)
+    if ds.partial_labels:
+        from dataclasses import replace
+
+        note = (
+            f"partial labels: {len(ds.partial_labels)} of {len(ds.training)} cases annotate "
+            "only some classes; trained with the marginal Dice/CE loss (unannotated classes "
+            "merged with background, no Dice for them)"
+        )
+        plan = replace(plan, notes=(*plan.notes, note))
     save_plan(plan, model_dir / "plans.json")
     with atomic_path(model_dir / "dataset.json") as tmp:
         shutil.copyfile(ds.root / "dataset.json", tmp)
@@ -101,9 +110,13 @@ def train_fold(
         from dataclasses import replace
 
         config = replace(config, val_patches=config.val_patches // dist.world_size)
+    from medseg.data.nnunet import annotated_classes
+
+    partial = {c: annotated_classes(ds, c, plan.label_values) for c in ds.partial_labels}
     trainer = Trainer(
-        plan, cache, model_dir / fold_name(config.fold), train_ids, val_ids, config, dist
-    )
+        plan, cache, model_dir / fold_name(config.fold), train_ids, val_ids, config, dist,
+        annotated=partial,
+    )  # fmt: skip
     return trainer.train(resume=resume)
 
 

@@ -10,7 +10,12 @@ from typing import Any
 
 from medseg.io.atomic import atomic_path
 
-__all__ = ["plot_training_curve", "write_report", "format_summary_table"]
+__all__ = [
+    "plot_training_curve",
+    "write_report",
+    "format_summary_table",
+    "format_postprocessing_table",
+]
 
 
 def plot_training_curve(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -70,6 +75,47 @@ def format_summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def format_postprocessing_table(spec: dict[str, Any], names: dict[Any, str] | None = None) -> str:
+    """Markdown table of the largest-component choice, one row per label value.
+
+    ``spec`` is :func:`medseg.training.postprocessing.decide_postprocessing`'s dict
+    (``largest_component``: the values it is applied to, ``dice_before``/``dice_after``:
+    mean validation Dice per value without/with it; keys int, or str after a JSON round
+    trip). ``names`` maps label value (int or str) to class name.
+    """
+    names = {str(k): v for k, v in (names or {}).items()}
+    applied = {str(v) for v in spec.get("largest_component", [])}
+    before = {str(k): v for k, v in spec.get("dice_before", {}).items()}
+    after = {str(k): v for k, v in spec.get("dice_after", {}).items()}
+    rows = [
+        "| label | Dice before | Dice after | applied |",
+        "|---|---|---|---|",
+    ]
+    for key in sorted(set(before) | set(after), key=lambda k: (len(k), k)):
+        label = f"{key} {names[key]}" if names.get(key) else key
+        rows.append(
+            f"| {label} | {_fmt(before.get(key))} | {_fmt(after.get(key))} | "
+            f"{'yes' if key in applied else 'no'} |"
+        )
+    return "\n".join(rows)
+
+
+def _postprocessing_lines(info: dict[str, Any]) -> list[str]:
+    spec = info.get("postprocessing")
+    if not spec or not (spec.get("dice_before") or spec.get("dice_after")):
+        return ["Largest-component post-processing: not evaluated.", ""]
+    names = {k: e.get("name", "") for k, e in info["summary"].get("per_class", {}).items()}
+    return [
+        "## Largest-component post-processing",
+        "",
+        "Keeping only the largest connected component of a label is applied where it raised "
+        "the label's mean validation Dice.",
+        "",
+        format_postprocessing_table(spec, names),
+        "",
+    ]
+
+
 def write_report(out_dir: str | Path, info: dict[str, Any]) -> Path:
     """Write ``report.json`` and a readable ``report.md`` from the pipeline's results.
 
@@ -101,8 +147,7 @@ def write_report(out_dir: str | Path, info: dict[str, Any]) -> Path:
         "",
         format_summary_table(info["summary"]),
         "",
-        f"Largest-component post-processing: {info['postprocessing']}",
-        "",
+        *_postprocessing_lines(info),
     ]
     if info.get("warnings"):
         lines += ["## Warnings", "", *[f"- {w}" for w in info["warnings"]], ""]

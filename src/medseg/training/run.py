@@ -3,13 +3,20 @@
 The time budget covers the whole run. Checking, planning and preprocessing are timed as
 they happen; the expected validation inference time is estimated from the plan (sliding
 windows x calibrated forward time) and reserved; training gets the rest.
+
+A model folder the run creates is removed again when a step before training fails
+(``remove_if_created``; ``medseg auto train`` uses it too); an existing folder is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +26,13 @@ import numpy as np
 from medseg.automatic.plan import Plan, PlanBudget
 from medseg.errors import InputError
 
-__all__ = ["RunOptions", "run_auto", "estimate_inference_s"]
+__all__ = [
+    "RunOptions",
+    "run_auto",
+    "estimate_inference_s",
+    "remove_if_created",
+    "preprocess_model_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +57,49 @@ class RunOptions:
     tta: bool = False
     resume: bool = False
     max_val_cases_all: int = 4
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: it exists)."""
+    path = Path(os.path.abspath(path))
+    if path.exists() or path.is_symlink():
+        return None
+    missing = path
+    for parent in path.parents:
+        if parent.exists():
+            break
+        missing = parent
+    return missing
+
+
+@contextlib.contextmanager
+def remove_if_created(model_dir: str | Path) -> Iterator[None]:
+    """Remove ``model_dir`` (and the parents made with it) when the block raises, but only
+    when it did not exist on entry; a folder that existed before is never touched.
+
+    Wraps the steps before training (check, plan, preprocess), so a failed run leaves no
+    half-built model folder behind.
+    """
+    created = _first_missing(Path(model_dir))
+    try:
+        yield
+    except BaseException:
+        if created is not None and created.is_dir() and not created.is_symlink():
+            shutil.rmtree(created, ignore_errors=True)
+            log.warning("removed %s: the run failed before training started", created)
+        raise
+
+
+def preprocess_model_dir(data_dir: str | Path, model_dir: str | Path, *, seed: int = 0) -> Path:
+    """Preprocess the training cases of ``data_dir`` with the plan of ``model_dir`` into
+    ``model_dir/preprocessed`` (cached cases are skipped); returns the cache folder."""
+    from medseg.automatic.plan import load_plan
+    from medseg.data.nnunet import read_dataset
+    from medseg.training.cache import preprocess_dataset
+
+    model_dir = Path(model_dir)
+    plan = load_plan(model_dir / "plans.json")
+    return preprocess_dataset(read_dataset(data_dir), plan, model_dir / "preprocessed", seed=seed)
 
 
 def estimate_inference_s(plan: Plan, resampled_shapes: list[tuple[int, ...]], tta: bool) -> float:
@@ -127,7 +183,8 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
 
     t0 = time.perf_counter()
     data_dir, model_dir = Path(data_dir), Path(model_dir)
-    prep = _prepare(data_dir, model_dir, opts)
+    with remove_if_created(model_dir):
+        prep = _prepare(data_dir, model_dir, opts)
     plan, val_ids = prep["plan"], prep["val_ids"]
     train_budget = None
     if opts.time_budget_s is not None:

@@ -34,6 +34,7 @@ from medseg.training.augment import (
 from medseg.training.cache import load_preprocessed
 from medseg.training.data import PatchSampler
 from medseg.training.ddp import DistInfo, all_reduce_sum, broadcast_object
+from medseg.training.losses import marginal_deep_supervision
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer"]
 
@@ -89,7 +90,12 @@ def _poly_lr(lr0: float, it: int, total: int) -> float:
 
 
 class Trainer:
-    """Train one fold of a plan from a preprocessed cache into ``out_dir``."""
+    """Train one fold of a plan from a preprocessed cache into ``out_dir``.
+
+    ``annotated``: case id -> ``(K,)`` bools of the classes its label annotates, for
+    partially labelled cases; when any case is partial, the loss is the marginal Dice/CE
+    (:mod:`medseg.training.losses`) and pseudo-Dice skips the classes a case lacks.
+    """
 
     def __init__(
         self,
@@ -100,6 +106,7 @@ class Trainer:
         val_ids: list[str],
         config: TrainConfig,
         dist: DistInfo | None = None,
+        annotated: dict[str, list[bool]] | None = None,
     ) -> None:
         from monai.losses import DeepSupervisionLoss, DiceCELoss
 
@@ -109,8 +116,12 @@ class Trainer:
         self.out = Path(out_dir)
         self.device = torch.device(self.dist.device)
         cache = Path(cache_dir)
-        self.train_cases = [load_preprocessed(cache, c) for c in train_ids]
-        self.val_cases = [load_preprocessed(cache, c) for c in val_ids] or self.train_cases
+        ann = annotated or {}
+        self.train_cases = [load_preprocessed(cache, c, annotated=ann.get(c)) for c in train_ids]
+        self.val_cases = [
+            load_preprocessed(cache, c, annotated=ann.get(c)) for c in val_ids
+        ] or self.train_cases
+        self.partial = any(not all(ann[c]) for c in ann if c in {*train_ids, *val_ids})
         self.net_patch = plan.patch_size
         self.ext_patch = extended_patch_size(self.net_patch, config.augment)
         lead = (1,) if plan.sample_patch_size != plan.patch_size else ()
@@ -184,6 +195,12 @@ class Trainer:
             x = intensity_augment(x, self.cfg.augment, self.gen)
         return x.to(self.device), y.to(self.device)
 
+    def _loss(self, outs: Any, y: torch.Tensor, sampler: PatchSampler) -> torch.Tensor:
+        if not self.partial:
+            return self.loss_fn(outs, y)
+        ann = torch.from_numpy(sampler.annotated(self.plan.num_classes)).to(self.device)
+        return marginal_deep_supervision(outs, y, ann)
+
     def _step(self) -> float:
         x, y = self._batch(self.plan.batch_size, self.sampler, augment=True)
         for group in self.optimizer.param_groups:
@@ -191,7 +208,7 @@ class Trainer:
         self.ddp_model.train()
         out = self.ddp_model(x)
         outs = list(torch.unbind(out, dim=1)) if out.ndim == x.ndim + 1 else out
-        loss = self.loss_fn(outs, y)
+        loss = self._loss(outs, y, self.sampler)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -207,12 +224,14 @@ class Trainer:
         x, y = self._batch(self.cfg.val_patches, sampler, augment=False)
         self.model.eval()
         logits = self.model(x)
-        loss = self.loss_fn(logits, y)
+        loss = self._loss(logits, y, sampler)
         pred = logits.argmax(1)
         k = self.plan.num_classes
+        ann = torch.from_numpy(sampler.annotated(k)).to(self.device)
         stats = torch.zeros(3, k, dtype=torch.float64)
         for c in range(1, k):
-            p, t = pred == c, y[:, 0] == c
+            keep = ann[:, c].view(-1, *[1] * (pred.ndim - 1))  # samples annotating class c
+            p, t = (pred == c) & keep, (y[:, 0] == c) & keep
             stats[:, c] = torch.tensor([(p & t).sum(), (p & ~t).sum(), (~p & t).sum()])
         stats = all_reduce_sum(stats, self.dist)
         loss_t = all_reduce_sum(torch.tensor([float(loss)]), self.dist) / self.dist.world_size

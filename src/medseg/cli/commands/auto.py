@@ -42,7 +42,11 @@ def _budget_args(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--configuration", choices=("auto", "2d", "3d"), default="auto")
+    p.add_argument(
+        "--configuration", choices=("auto", "2d", "3d"), default="auto",
+        help="network configuration: auto = 2d for 2D images or strongly anisotropic volumes, "
+        "else 3d (default %(default)s)",
+    )  # fmt: skip
     p.add_argument("--memory-gb", type=float, default=4.0, help="activation memory budget")
     p.add_argument(
         "--min-iterations",
@@ -59,32 +63,46 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="auto_command", metavar="STEP", required=True)
     p = sub.add_parser("check", help="verify an nnU-Net raw dataset folder")
-    p.add_argument("data", type=Path)
+    p.add_argument("data", type=Path, help="nnU-Net raw dataset folder (with dataset.json)")
     p = sub.add_parser("convert", help="images/ + labels/ folder -> nnU-Net raw layout")
-    p.add_argument("src", type=Path)
-    p.add_argument("dst", type=Path)
+    p.add_argument("src", type=Path, help="source folder holding images/ and labels/")
+    p.add_argument("dst", type=Path, help="nnU-Net raw dataset folder to write")
     p.add_argument("--binarize", action="store_true", help="instance labels -> 0/1 mask")
     p.add_argument("--channel-names", nargs="+", help="e.g. CT, or T1 T2 (default: guessed)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--overwrite", action="store_true", help="write into DST even when it is not empty"
+    )
     p = sub.add_parser("plan", help="fingerprint the dataset and write plans.json")
-    p.add_argument("data", type=Path)
+    p.add_argument("data", type=Path, help="nnU-Net raw dataset folder (with dataset.json)")
     p.add_argument("--out", type=Path, required=True, help="model folder")
-    p.add_argument("--time-budget", type=parse_duration, default=1800.0, metavar="DURATION")
+    p.add_argument(
+        "--time-budget", type=parse_duration, default=1800.0, metavar="DURATION",
+        help="training time the plan is sized for, e.g. 30m, 1h (default 30m)",
+    )  # fmt: skip
     _plan_args(p)
     _common(p)
     p = sub.add_parser("train", help="train one fold (plans first if needed)")
-    p.add_argument("data", type=Path)
+    p.add_argument("data", type=Path, help="nnU-Net raw dataset folder (with dataset.json)")
     p.add_argument("--out", type=Path, required=True, help="model folder")
     _budget_args(p, required=True)
     p.add_argument("--fold", type=parse_fold, default=0, help="0..4 or all (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt")
-    p.add_argument("--split-mode", choices=("random", "blocks"), default="random")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--split-mode", choices=("random", "blocks"), default="random",
+        help="cross-validation folds: random = shuffled with --seed, blocks = contiguous runs "
+        "of sorted case ids (for correlated neighbours); used when splits.json is first "
+        "written (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="random seed of the fold split, preprocessing sampling and training "
+        "(default %(default)s)",
+    )  # fmt: skip
     _plan_args(p)
     _common(p)
     p = sub.add_parser("predict", help="segment a file or an imagesTs-style folder")
-    p.add_argument("model", type=Path)
-    p.add_argument("input", type=Path)
+    p.add_argument("model", type=Path, help="trained medseg auto model folder")
+    p.add_argument("input", type=Path, help="image file, or folder of images named like imagesTs")
     p.add_argument("out", type=Path, help="output folder (files named by case id)")
     add_auto_predict_options(p)
     p.add_argument(
@@ -100,22 +118,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--adapt-time", type=parse_duration, default=60.0, metavar="DURATION",
         help="with --adapt: time bound per image, e.g. 30s (default 60s)",
     )  # fmt: skip
-    p.add_argument("--num-parts", type=int, default=1)
-    p.add_argument("--part-id", type=int, default=0)
+    p.add_argument(
+        "--num-parts", type=int, default=1, metavar="N",
+        help="split the sorted cases into N parts, e.g. one per process (default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--part-id", type=int, default=0, metavar="I",
+        help="with --num-parts: predict part I, the cases I, I+N, I+2N, ... (default 0)",
+    )  # fmt: skip
     _common(p)
     p = sub.add_parser("run", help="check, plan, train, validate and report in one budget")
-    p.add_argument("data", type=Path)
+    p.add_argument("data", type=Path, help="nnU-Net raw dataset folder (with dataset.json)")
     p.add_argument("--out", type=Path, required=True, help="model folder")
     _budget_args(p, required=True)
-    p.add_argument("--fold", type=parse_fold, default=0)
-    p.add_argument("--split-mode", choices=("random", "blocks"), default="random")
-    p.add_argument("--tta", action="store_true")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--fold", type=parse_fold, default=0,
+        help="fold to train and validate, 0..4, or all (every case trains; default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--split-mode", choices=("random", "blocks"), default="random",
+        help="cross-validation folds: random = shuffled with --seed, blocks = contiguous runs "
+        "of sorted case ids (for correlated neighbours); used when splits.json is first "
+        "written (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tta", action="store_true",
+        help="validate with mirrored test-time augmentation (slower, often better)",
+    )  # fmt: skip
+    p.add_argument(
+        "--resume", action="store_true", help="continue training from checkpoint_latest.pt"
+    )
     p.add_argument(
         "--max-val-cases", type=int, default=4, metavar="N",
         help="with --fold all (validation = training cases): predict at most N of them",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="random seed of the fold split, preprocessing sampling and training "
+        "(default %(default)s)",
+    )  # fmt: skip
     _plan_args(p)
     _common(p)
 
@@ -182,12 +223,16 @@ def _plan(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from medseg.training.ddp import barrier, cleanup, init_distributed
     from medseg.training.pipeline import plan_dataset, train_fold
+    from medseg.training.run import preprocess_model_dir, remove_if_created
     from medseg.training.trainer import TrainConfig
 
     dist = init_distributed()
     try:
-        if dist.is_main and not (args.out / "plans.json").is_file():
-            plan_dataset(args.data, args.out, _budget(args, args.time_budget or 1800.0))
+        if dist.is_main:
+            with remove_if_created(args.out):  # a failed check leaves no half-built folder
+                if not (args.out / "plans.json").is_file():
+                    plan_dataset(args.data, args.out, _budget(args, args.time_budget or 1800.0))
+                preprocess_model_dir(args.data, args.out, seed=args.seed)
         barrier(dist)
         cfg = TrainConfig(
             fold=args.fold,

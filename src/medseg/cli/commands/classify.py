@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Kept here so that ``medseg --help`` does not import numpy; a test checks they match
 # medseg.classify.networks.NETWORKS, medseg.classify.data.TASKS and corrupt.SEVERITIES.
-MODELS = ("auto", "resnet18", "efficientnet-lite0", "cnn3d")
+MODELS = ("auto", "resnet18", "efficientnet-lite0", "cnn3d", "tinyvit")
 TASKS = ("binary", "multi-class", "ordinal", "multi-label")
 SPLITS = ("train", "val", "test")
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -108,7 +108,10 @@ def _add_train(sub: Any) -> None:
         action="store_true",
         help="do not read the test split (report validation metrics only)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="random seed of weight init, shuffling and augmentation (default %(default)s)",
+    )  # fmt: skip
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -102,6 +102,10 @@ def collect_info(
     if image.meta.get("uniform_spacing") is False:
         info["slice_gaps"] = image.meta.get("slice_gaps")
         info["slice_positions"] = image.meta.get("slice_positions")
+    if not label:
+        guessed = _guessed_modality(image)
+        if guessed is not None:
+            info["modality_guessed"] = guessed
     if label:
         info["labels"] = image.labels
         info["label_names"] = {str(k): v for k, v in image.label_names.items()}
@@ -110,6 +114,20 @@ def collect_info(
             {k: v for k, v in s.to_dict().items() if k != "files"} for s in list_dicom_series(path)
         ]
     return info
+
+
+def _guessed_modality(image: Any) -> str | None:
+    """The modality ``medseg segment`` would assume for a file that states none, else None.
+
+    The same rule as the predictor (:func:`medseg.inference.image_input.guess_modality`:
+    HU-like intensities -> ``"CT"``), so ``info`` tells what the CT window will be used for.
+    """
+    if image.channels or image.modality not in ("", "unknown"):
+        return None
+    from medseg.inference.image_input import guess_modality
+
+    guessed = guess_modality(image, image.array)
+    return guessed if guessed != image.modality else None
 
 
 def _fmt(values: Any) -> str:
@@ -128,10 +146,13 @@ def _print_text(info: dict[str, Any]) -> None:
     if "arrays" in info:
         _print_arrays(info)
         return
+    modality = info["modality"]
+    if info.get("modality_guessed"):
+        modality = f"{info['modality_guessed']} (guessed from intensities)"
     rows = [
         ("source", info["source"]),
         ("format", info["format"]),
-        ("modality", info["modality"]),
+        ("modality", modality),
         ("shape", f"{tuple(info['shape'])}  axes {info['axes']}"),
         ("dtype", info["dtype"]),
         ("spacing", f"{_fmt(info['spacing'])} mm, array order"),
@@ -150,8 +171,9 @@ def _print_text(info: dict[str, Any]) -> None:
     for key in ("series_uid", "transfer_syntax", "frame_axis", "npz_key", "index"):
         if key in info:
             rows.append((key.replace("_", " "), str(info[key])))
+    width = max(len(name) for name, _ in rows) + 2  # "name:" and one space
     for name, value in rows:
-        print(f"{name + ':' if name else '':<13}{value}")
+        print(f"{name + ':' if name else '':<{width}}{value}")
     if "series" in info:
         print(f"series in folder ({len(info['series'])}):")
         for s in info["series"]:

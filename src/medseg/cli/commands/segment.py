@@ -12,6 +12,8 @@ Examples::
     medseg segment ct.nii.gz -o kidney.nii.gz --model runs/x --label 2 --point 50,40,12:0
     medseg segment ct.nii.gz -o organs.nii.gz --text "left kidney" --text spleen
     medseg segment --list-targets CT
+    medseg segment dicomweb://127.0.0.1:8042/dicom-web/studies/S/series/R -o seg.dcm \
+        --box3d 10,20,3,90,80,25 --push
 
 The default model, ``default`` (``litemedsam+interactive``: LiteMedSAM for a box, its 3D
 propagation included, medseg-interactive for clicks, scribbles and corrections), takes every
@@ -25,11 +27,13 @@ writes class K (default: the first foreground class) as corrected by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
+from medseg.cli.image_input import check_push, image_ref, load_input, push_seg, source_of
 from medseg.cli.segment_output import (
     ListTargets,
     cli_prompt_message,
@@ -112,7 +116,17 @@ def _scribble_mask(path: Path, shape: tuple[int, ...]) -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", type=Path, help="image file or DICOM series folder")
+    parser.add_argument(
+        "image",
+        type=image_ref,
+        help="image file, DICOM series folder, or DICOMweb series "
+        "dicomweb://host:port/prefix/studies/STUDY/series/SERIES",
+    )
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="store the DICOM-SEG output (.dcm) on the input's DICOMweb server (STOW-RS)",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -280,7 +294,7 @@ def _write(args: argparse.Namespace, image: Any, label_map: Any, out: Path) -> P
     import medseg.io as mio
 
     if out.suffix.lower() == ".dcm":
-        return Path(mio.save_dicom_seg(label_map, args.image, out))
+        return Path(mio.save_dicom_seg(label_map, source_of(args), out))
     return Path(mio.save(label_map, out))
 
 
@@ -354,10 +368,15 @@ def _segment_auto(
 
 
 def run(args: argparse.Namespace) -> int:
-    import medseg.io as mio
+    with contextlib.ExitStack() as stack:  # a fetched DICOMweb series lives until the end
+        return _run(args, stack)
+
+
+def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from medseg.inference.predictor import Predictor
 
-    image = mio.load(args.image, irregular="mean" if args.allow_irregular_slices else "error")
+    irregular = "mean" if args.allow_irregular_slices else "error"
+    image = load_input(args, stack, irregular=irregular)
     kw = text_prompts(args.text, _prompts(args, tuple(image.shape)))
     auto = _is_auto_model(args.model)
     if not _has_prompt(kw) and not auto:
@@ -375,6 +394,7 @@ def run(args: argparse.Namespace) -> int:
     out = _output_path(args, image)
     if out.suffix.lower() == ".dcm" and image.meta.get("format") != "dicom":
         raise InputError("a DICOM-SEG output (.dcm) needs a DICOM input")
+    check_push(args, out)
     overrides = {k: v for k, v in (("backend", args.backend), ("cache_dir", args.cache_dir)) if v}
     if "cache_dir" in overrides:
         overrides["cache_dir"] = str(overrides["cache_dir"])
@@ -388,6 +408,9 @@ def run(args: argparse.Namespace) -> int:
         labels, z = _segment_prompted(predictor, kw, image, values)
     out = _write(args, image, labels, out)
     print(f"wrote {out}")
+    pushed = push_seg(args, out)
+    if pushed:
+        print(f"stored {out.name} on {pushed}")
     if args.overlay:
         save_segment_overlay(args.overlay, image, labels, z, kw)
         print(f"wrote {args.overlay}")

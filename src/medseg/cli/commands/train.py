@@ -34,10 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iterations", type=int, help="stop at this total iteration count")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--init", metavar="WEIGHTS", help="start from a weights file (fresh optimiser)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="train on the CPU or a CUDA GPU (default %(default)s)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of sampling and weight init (default %(default)s)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="samples per training step (default %(default)s)")  # fmt: skip
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="AdamW learning rate, cosine peak (default %(default)s)")  # fmt: skip
     p.add_argument(
         "--lr-schedule", choices=("constant", "cosine"), default="cosine",
         help="cosine: anneal the learning rate over this run's budget (default)",

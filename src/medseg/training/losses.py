@@ -1,0 +1,98 @@
+"""Marginal Dice + cross-entropy for partially labelled cases (DoDNet / marginal loss).
+
+A case that annotates only the classes in a set ``A`` says nothing about the others: a voxel
+labelled background there may belong to an unannotated class. The marginal loss therefore
+merges, per sample, the softmax probabilities of background and of every unannotated class
+into one "background" channel before cross-entropy, and computes the Dice term only for
+annotated foreground classes. When every class is annotated it is MONAI's
+``DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)``
+(the loss :class:`medseg.training.trainer.Trainer` uses), on the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["marginal_dice_ce", "marginal_deep_supervision"]
+
+_SMOOTH = 1e-5  # MONAI DiceLoss's smooth_nr and smooth_dr
+
+
+def _merged_mask(annotated: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(B, K)`` bool: True for the classes merged into the background channel."""
+    if annotated.ndim != 2 or annotated.shape[1] != num_classes:
+        raise ValueError(
+            f"annotated must be (B, {num_classes}) booleans, got shape {tuple(annotated.shape)}"
+        )
+    merged = ~annotated.bool()
+    merged[:, 0] = True  # background always belongs to the merged channel
+    return merged
+
+
+def marginal_dice_ce(
+    logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor
+) -> torch.Tensor:
+    """Marginal Dice + CE loss (scalar tensor).
+
+    Args:
+        logits: ``(B, K, *spatial)`` raw network outputs for ``K`` classes (class 0 =
+            background).
+        target: ``(B, 1, *spatial)`` class indices (any numeric dtype).
+        annotated: ``(B, K)`` bool, ``annotated[b, k]`` = sample ``b``'s case annotates class
+            ``k`` (column 0 is ignored: background is always part of the merged channel).
+
+    Returns:
+        ``CE + Dice``: CE is the mean over voxels of ``-log p`` of the target class, where for
+        a target in the merged set (background or an unannotated class) ``p`` is the summed
+        probability of that set; Dice is the mean over foreground classes annotated in at
+        least one sample of ``1 - (2 I + s) / (G + P + s)``, summed over batch and space of
+        the samples that annotate the class only (``s = 1e-5``); 0 when no sample annotates
+        any foreground class.
+    """
+    k = logits.shape[1]
+    merged = _merged_mask(annotated.to(logits.device), k)
+    shape = (*merged.shape, *([1] * (logits.ndim - 2)))
+    merged_b = merged.view(shape)
+    t = target[:, 0].long()
+    log_p = F.log_softmax(logits, dim=1)
+    log_merged = torch.logsumexp(log_p.masked_fill(~merged_b, float("-inf")), dim=1)
+    log_t = log_p.gather(1, t[:, None])[:, 0]
+    t_merged = merged.gather(1, t.flatten(1)).view_as(t)
+    ce = -torch.where(t_merged, log_merged, log_t).mean()
+
+    probs = torch.softmax(logits, dim=1)
+    onehot = F.one_hot(t, k).movedim(-1, 1).to(probs.dtype)
+    weight = (~merged_b).to(probs.dtype)  # 1 where the sample annotates the class
+    axes = [0, *range(2, logits.ndim)]
+    inter = torch.sum(onehot * probs * weight, dim=axes)[1:]
+    denom = (torch.sum(onehot * weight, dim=axes) + torch.sum(probs * weight, dim=axes))[1:]
+    f = 1.0 - (2.0 * inter + _SMOOTH) / (denom + _SMOOTH)
+    present = (~merged[:, 1:]).any(dim=0)
+    dice = torch.mean(f[present]) if bool(present.any()) else logits.sum() * 0.0
+    return dice + ce
+
+
+def marginal_deep_supervision(
+    outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor, annotated: torch.Tensor
+) -> torch.Tensor:
+    """:func:`marginal_dice_ce` over deep-supervision outputs, as MONAI's
+    ``DeepSupervisionLoss(weight_mode="exp")``: weights ``max(0.5**l, 0.0625)`` per level
+    ``l``, the target resized to each output with ``nearest-exact`` interpolation.
+
+    Args:
+        outputs: one ``(B, K, *spatial)`` tensor or a list of them (full resolution first).
+        target: ``(B, 1, *spatial)`` class indices at full resolution.
+        annotated: ``(B, K)`` bool (see :func:`marginal_dice_ce`).
+    """
+    if isinstance(outputs, torch.Tensor):
+        return marginal_dice_ce(outputs.float(), target, annotated)
+    loss = torch.tensor(0, dtype=torch.float, device=target.device)
+    for level, out in enumerate(outputs):
+        t = target
+        if out.shape[2:] != t.shape[2:]:
+            t = F.interpolate(t, size=out.shape[2:], mode="nearest-exact")
+        loss += max(0.5**level, 0.0625) * marginal_dice_ce(out.float(), t, annotated)
+    return loss
