@@ -20,7 +20,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +74,15 @@ def _cut(vol: np.ndarray, view: str, i: int) -> np.ndarray:
     return s[::-1]  # superior up (z grows superior in LPS/RAS)
 
 
-def iter_samples(data: Path) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
-    """(meta, normalised 2D image, 2D label) for every sample of the cache."""
+def iter_samples(
+    data: Path,
+    datasets: Collection[str] | None = None,
+    volume_steps: dict[str, tuple[int, int]] | None = None,
+) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+    """(meta, normalised 2D image, 2D label) for every sample of the cache.
+
+    ``datasets`` keeps only those dataset names (default: all); ``volume_steps`` replaces
+    :data:`VOLUME_STEPS` (volume -> (axial step, other-view step))."""
     from medseg.inference.image_input import guess_modality, model_array
     from medseg.io import load, load_label
     from medseg.io.intensity import display_window
@@ -83,6 +90,8 @@ def iter_samples(data: Path) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
     manifest = json.loads((data / "manifest.json").read_text())
     for ds in manifest["datasets"]:
         if ds["dims"] is None or ds["name"] in SKIP:
+            continue
+        if datasets is not None and ds["name"] not in datasets:
             continue
         for case in ds["cases"]:
             if case["label"] is None:
@@ -108,7 +117,7 @@ def iter_samples(data: Path) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
                 if ds["dims"] == 2:
                     yield {**meta, "view": "2d", "slice": None, "channel": ci}, unit, lab
                     continue
-                steps = VOLUME_STEPS.get(ds["name"], (4, 8))
+                steps = (volume_steps or VOLUME_STEPS).get(ds["name"], (4, 8))
                 if split == "heldout_case":
                     steps = (steps[0], 10**6)  # axial only
                 if ci > 0:
@@ -120,8 +129,12 @@ def iter_samples(data: Path) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
                     yield {**meta, "view": view, "slice": int(i), "channel": ci}, u2, l2
 
 
-def build_cache(data: Path, out: Path, num_threads: int, limit: int | None) -> int:
-    """Embed every sample of :func:`iter_samples` into ``out``; returns the sample count."""
+def build_cache(
+    data: Path, out: Path, num_threads: int, limit: int | None, **select: object
+) -> int:
+    """Embed every sample of :func:`iter_samples` into ``out``; returns the sample count.
+
+    ``select`` (``datasets=``, ``volume_steps=``) is passed to :func:`iter_samples`."""
     from medseg.models.registry import create_model
 
     model = create_model("litemedsam", num_threads=num_threads)
@@ -131,7 +144,7 @@ def build_cache(data: Path, out: Path, num_threads: int, limit: int | None) -> i
     labels = np.zeros((cap, SIZE, SIZE), np.uint8)
     n, t0 = 0, time.time()
     with open(out / "samples.jsonl", "w") as fh:
-        for meta, unit, lab in iter_samples(data):
+        for meta, unit, lab in iter_samples(data, **select):  # type: ignore[arg-type]
             if n >= cap:
                 break
             e = model.encode(unit)

@@ -27,8 +27,9 @@ _STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
 _FRAME_UID = "1.2.826.0.1.3680043.8.498.2"
 
 
-def _slice_dataset(path: Path, tags: dict[str, Any], pixels: np.ndarray) -> Any:
-    """One CT slice file: fixed patient/study tags, ``tags`` on top, int16 ``pixels``."""
+def ct_dataset(path: Path) -> Any:
+    """An empty CT Image Storage ``FileDataset`` for ``path``: file meta (Explicit VR Little
+    Endian, a new SOP Instance UID) and the SOP Class/Instance UIDs, nothing else."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -38,6 +39,12 @@ def _slice_dataset(path: Path, tags: dict[str, Any], pixels: np.ndarray) -> Any:
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    return ds
+
+
+def _slice_dataset(path: Path, tags: dict[str, Any], pixels: np.ndarray) -> Any:
+    """One CT slice file: fixed patient/study tags, ``tags`` on top, int16 ``pixels``."""
+    ds = ct_dataset(path)
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^S", "P1", "", "O"
     ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240101", "120000", "1", ""
     ds.ReferringPhysicianName, ds.Manufacturer, ds.SeriesNumber = "", "medseg-tests", 1

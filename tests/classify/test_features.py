@@ -232,3 +232,51 @@ def test_augmented_copies_are_encoded_once_and_reused(fake: FakeEncoder) -> None
     assert fake.calls == 56  # the seeded copy has the same bytes: all read from the cache
     x = _dataset().images["val"]
     assert np.array_equal(first.classifier.predict_proba(x), again.classifier.predict_proba(x))
+
+
+def _graded(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 1, 16, 16)`` noise; grade g in 0..2 adds 0.35 * g to the centre square."""
+    x = np.random.default_rng(seed).uniform(0.05, 0.2, (n, 1, 16, 16)).astype(np.float32)
+    grades = np.arange(n) % 3
+    x[:, 0, 4:12, 4:12] += 0.35 * grades[:, None, None]
+    return x, grades.astype(np.int64)
+
+
+@pytest.mark.parametrize("loss", ["ordinal", "sord"])
+def test_tinyvit_head_trains_with_ordinal_losses(
+    fake: FakeEncoder, monkeypatch: pytest.MonkeyPatch, loss: str
+) -> None:
+    from medseg.classify import losses
+
+    calls: list[tuple[int, int]] = []
+    real = getattr(losses, f"{loss}_loss")
+
+    def spy(logits, labels, *rest):
+        calls.append(tuple(logits.shape))
+        return real(logits, labels, *rest)
+
+    monkeypatch.setattr(losses, f"{loss}_loss", spy)
+    images, labels = {}, {}
+    for split, n, seed in (("train", 24, 0), ("val", 9, 1), ("test", 9, 2)):
+        images[split], labels[split] = _graded(n, seed)
+    ds = mc.Dataset(images, labels, "ordinal", ["0", "1", "2"], "graded")
+    opts = mc.TrainOptions(model="tinyvit", max_epochs=1, progress=False, loss=loss, lr=1e-2)
+    result = mc.train(ds, None, opts)
+    assert calls == [(24, 3)] * 20  # one batch of 24 per head epoch, HEAD_EPOCHS = 20
+    assert result.val["auc"] == 1.0 and result.test["auc"] == 1.0
+
+
+def test_auto_picks_tinyvit_with_one_augmented_copy_for_2d(fake: FakeEncoder) -> None:
+    from medseg.classify.train import _resolve, default_model
+
+    assert (default_model(2), default_model(3)) == ("tinyvit", "cnn3d")
+    auto = mc.TrainOptions()
+    assert (_resolve(auto, 2).model, _resolve(auto, 2).feature_augment_copies) == ("tinyvit", 1)
+    assert (_resolve(auto, 3).model, _resolve(auto, 3).feature_augment_copies) == ("cnn3d", 0)
+    explicit = mc.TrainOptions(model="tinyvit")
+    assert _resolve(explicit, 2).feature_augment_copies == 0
+    two = mc.TrainOptions(feature_augment_copies=2)
+    assert _resolve(two, 2).feature_augment_copies == 2
+    result = mc.train(_dataset(), None, mc.TrainOptions(max_epochs=1, progress=False), False)
+    assert result.classifier.config.model == "tinyvit"
+    assert fake.calls == 24 * 2 + 8  # train, its augmented copy, val

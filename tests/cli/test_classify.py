@@ -66,10 +66,12 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_cli_constants_match_the_library() -> None:
     from medseg.classify.corrupt import SEVERITIES
     from medseg.classify.data import SPLITS, TASKS
+    from medseg.classify.losses import LOSSES
     from medseg.classify.networks import NETWORKS
 
     assert ("auto", *NETWORKS) == cmd.MODELS
     assert (cmd.TASKS, cmd.SPLITS, cmd.SEVERITIES) == (TASKS, SPLITS, SEVERITIES)
+    assert cmd.LOSSES == LOSSES
 
 
 def test_train_writes_model_and_metrics(trained: tuple[Path, Path]) -> None:
@@ -217,8 +219,9 @@ def test_tinyvit_train_predict_evaluate(tmp_path: Path, monkeypatch, capsys) -> 
     monkeypatch.setenv(feature_head.CACHE_ENV, str(tmp_path / "features"))
     data, out = _npz(tmp_path / "tiny.npz"), tmp_path / "m"
     args = ["classify", "train", str(data), "--out", str(out), "--model", "tinyvit"]
-    assert main([*args, "--epochs", "2", "--no-progress"]) == 0
+    assert main([*args, "--epochs", "2", "--no-progress", "--feature-augment", "1"]) == 0
     assert capsys.readouterr().out.startswith("tinyvit: 2 epoch(s)")
+    assert json.loads((out / "report.json").read_text())["options"]["feature_augment_copies"] == 1
     cfg = json.loads((out / "classifier.json").read_text())
     assert (cfg["model"], cfg["feature_pool"], cfg["feature_dim"]) == ("tinyvit", "gap", 256)
     report = json.loads((out / "report.json").read_text())
@@ -235,3 +238,15 @@ def test_tinyvit_train_predict_evaluate(tmp_path: Path, monkeypatch, capsys) -> 
     assert main([*ev, "--bootstrap", "0", "--json", str(js)]) == 0
     rep = json.loads(js.read_text())
     assert rep["model"] == "tinyvit" and rep["auc"] == 1.0 and len(rep["corruptions"]) == 6
+
+
+def test_train_ordinal_loss_is_recorded(tmp_path: Path, capsys) -> None:
+    data, out = _npz(tmp_path / "tiny.npz"), tmp_path / "m"
+    args = ["classify", "train", str(data), "--out", str(out), "--model", "resnet18"]
+    args += ["--epochs", "1", "--threads", "1", "--no-progress", "--no-test"]
+    assert main([*args, "--task", "ordinal", "--loss", "ordinal"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert (report["split"], report["options"]["loss"]) == ("val", "ordinal")
+    with pytest.raises(SystemExit):
+        main([*args, "--loss", "focal"])
+    assert "invalid choice: 'focal'" in capsys.readouterr().err

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import medseg.io as mio
-from medseg.cli.commands.segment import parse_numbers, parse_point, parse_scribble
 from medseg.cli.main import main
+from medseg.cli.prompt_args import parse_numbers, parse_point, parse_scribble
 from medseg.errors import PromptError
 from medseg.io.image import Image
 

@@ -11,6 +11,7 @@ import pytest
 from medseg.cli.main import main
 from medseg.data.fusion import (
     agreement,
+    class_agreement,
     find_rater_cases,
     fleiss_kappa,
     fuse_folders,
@@ -109,6 +110,34 @@ def test_agreement_row() -> None:
     assert d3 == pytest.approx(16 / 18)
     assert row.dice_vs_fused == pytest.approx((1.0, 1.0, 16 / 18))
     assert row.pairwise_dice == pytest.approx((1.0 + 16 / 18 + 16 / 18) / 3)
+
+
+def test_class_agreement_two_labels_exact() -> None:
+    """Per-class pairwise Dice and Dice vs fused, by hand on three 1x6 raters."""
+    a = np.array([[1, 1, 2, 0, 0, 0]], np.uint8)
+    b = np.array([[1, 0, 2, 2, 0, 0]], np.uint8)
+    c = np.array([[1, 1, 0, 2, 0, 1]], np.uint8)
+    fused = majority_vote([a, b, c])
+    np.testing.assert_array_equal(fused, [[1, 1, 2, 2, 0, 0]])
+    per = class_agreement([a, b, c], fused)
+    assert sorted(per) == [1, 2]
+    # class 1: {0,1} {0} {0,1,5}: pairs 2/3, 4/5, 1/2; vs fused {0,1}: 1, 2/3, 4/5
+    assert per[1].pairwise_dice == pytest.approx((2 / 3 + 4 / 5 + 1 / 2) / 3)
+    assert per[1].dice_vs_fused == pytest.approx((1.0, 2 / 3, 4 / 5))
+    # class 2: {2} {2,3} {3}: pairs 2/3, 0, 2/3; vs fused {2,3}: 2/3, 1, 2/3
+    assert per[2].pairwise_dice == pytest.approx(4 / 9)
+    assert per[2].dice_vs_fused == pytest.approx((2 / 3, 1.0, 2 / 3))
+    row = agreement("x", [a, b, c], fused)
+    assert row.per_class == per
+    # per case: mean over the labels either map holds, pairs (2/3+2/3)/2, (4/5+0)/2, (1/2+2/3)/2
+    assert row.pairwise_dice == pytest.approx((2 / 3 + 2 / 5 + 7 / 12) / 3)
+    assert row.dice_vs_fused == pytest.approx((5 / 6, 5 / 6, 11 / 15))
+    # a label only one rater drew: the two empty masks agree (1.0), the others score 0
+    d = np.array([[0, 0, 0, 0, 0, 3]], np.uint8)
+    zero = np.zeros_like(d)
+    per3 = class_agreement([zero, zero, d], zero)
+    assert per3[3].pairwise_dice == pytest.approx(1 / 3)
+    assert per3[3].dice_vs_fused == (1.0, 1.0, 0.0)
 
 
 def _write_raters(root: Path, ending: str = ".png") -> list[Path]:

@@ -187,3 +187,16 @@ def test_png_rgb_case_counts_three_channels(tmp_path: Path) -> None:
     assert image.array.shape == (6, 7, 3)
     assert image.array[0, 0].tolist() == [0.0, 200.0, 0.0]
     assert check_dataset(ds) == []
+
+
+def test_image_case_ids_and_dataset_json(tmp_path: Path) -> None:
+    from medseg.data.nnunet import image_case_ids, read_dataset_json
+
+    root = write_disk_dataset(tmp_path / "ds", 3, (8, 8))
+    (root / "labelsTr" / "case01.png").unlink()  # image ids do not depend on the labels
+    assert image_case_ids(root, ".png") == ["case00", "case01", "case02"]
+    assert image_case_ids(tmp_path / "nothing", ".png") == []
+    assert read_dataset_json(root)["labels"] == {"background": 0, "disk": 1}
+    (root / "dataset.json").write_text("{}")
+    with pytest.raises(InputError, match="missing key 'channel_names'"):
+        read_dataset_json(root)

@@ -199,3 +199,67 @@ def test_cli_push_needs_dicomweb_input(tmp_path, capsys):
     assert main([*argv, "--push"]) == 2
     assert "--push stores the DICOM-SEG on the input's DICOMweb server" in capsys.readouterr().err
     assert not (tmp_path / "s.dcm").exists()
+
+
+def _one_slice_series(folder, image):
+    """A one-slice MR series holding ``image`` ((H, W) uint8; stored + 1024 as the
+    synthetic series' RescaleIntercept is -1024)."""
+    from synthetic_dicom import write_series
+
+    s = write_series(folder, shape=(1, *image.shape), spacing=(1.0, 1.0, 1.0), modality="MR",
+                     iop=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), description="two classes")  # fmt: skip
+    ds = pydicom.dcmread(s.files[0])
+    ds.PixelData = (image.astype(np.int16) + 1024).tobytes()
+    ds.save_as(s.files[0], enforce_file_format=True)
+    return folder
+
+
+def test_cli_auto_predict_dicomweb_push(server, tmp_path, tmpdir_empty, capsys):
+    """``medseg auto predict MODEL dicomweb://... OUT --push``: a tiny trained 2D model on a
+    one-slice series fetched from Orthanc; the SEG read back from Orthanc equals the model's
+    label map of the fetched image, voxel by voxel."""
+    import auto_model_helpers as helpers  # tests/_support
+
+    from medseg.automatic.model import AutoModel
+    from medseg.cli.main import main
+
+    data = helpers.write_two_class_dataset(tmp_path / "ds")
+    model_dir = helpers.train_tiny_model(data, tmp_path / "model", iterations=80)
+    before = set(tmpdir_empty.iterdir())  # training's own temporary files
+    image, truth = helpers.two_class_case(np.random.default_rng(11))
+    folder = _one_slice_series(tmp_path / "mr", image)
+    push_instances(server.root, sorted(folder.iterdir()))
+    ds = pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True)
+    study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+    url = server.dicomweb(study, series)
+    out = tmp_path / "out"
+    assert main(["auto", "predict", str(model_dir), url, str(out), "--push"]) == 0
+    seg_path = out / f"{series}.dcm"
+    printed = capsys.readouterr().out
+    assert f"stored {seg_path.name} on {server.root}" in printed
+    assert f"wrote 1 segmentation(s) to {out}" in printed
+    check_dciodvfy(seg_path)
+    written = pydicom.dcmread(seg_path)
+    assert written.ReferencedSeriesSequence[0].SeriesInstanceUID == series
+    from dicomweb_client import DICOMwebClient
+
+    (back_ds,) = DICOMwebClient(server.root).retrieve_series(study, str(written.SeriesInstanceUID))
+    back_ds.save_as(tmp_path / "back.dcm")
+    fetched = fetch_series(url)
+    expected = AutoModel(model_dir).predict(fetched)
+    back = load_label(tmp_path / "back.dcm", reference=fetched)
+    assert back.shape == (40, 40) and back.same_geometry(fetched, atol=1e-6)
+    assert back.label_names == {1: "disk", 2: "square"}
+    np.testing.assert_array_equal(back.array, expected.array)
+    disk = back.array == 1
+    assert 2 * (disk & (truth == 1)).sum() / (disk.sum() + (truth == 1).sum()) > 0.7
+    assert set(tmpdir_empty.iterdir()) == before  # the fetched series is gone
+
+
+def test_cli_auto_predict_push_needs_dicomweb_input(tmp_path, capsys):
+    from medseg.cli.main import main
+
+    argv = ["auto", "predict", str(tmp_path / "m"), str(tmp_path / "x.png"), str(tmp_path / "o")]
+    assert main([*argv, "--push"]) == 2
+    assert "--push stores the DICOM-SEG on the input's DICOMweb server" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

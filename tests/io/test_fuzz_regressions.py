@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_dicom import ct_dataset  # tests/_support
 
 from medseg.errors import InputError
 from medseg.io import load, save
@@ -66,15 +67,7 @@ def test_npy_headers_that_do_not_parse(tmp_path: Path, old: bytes, new: bytes) -
 
 def _dicom(path: Path) -> Path:
     """One CT slice with pydicom (Rescale intercept -1024, pixel spacing 0.7 x 0.8)."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds = ct_dataset(path)
     ds.Modality, ds.Rows, ds.Columns = "CT", 8, 10
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
@@ -123,3 +116,98 @@ def test_tiff_with_any_corrupt_header_byte(tmp_path: Path) -> None:
         except InputError:
             refused += 1
     assert refused >= len(cases) // 4  # most edits break the file; none escapes as another error
+
+
+FUZZ_CASES = Path(__file__).parent / "fuzz_cases"
+
+
+def test_metaimage_data_file_key_without_value(tmp_path: Path) -> None:
+    """The fuzzer's mutant (kept as it was found, 605 bytes): ``ElementDataFile`` followed
+    by binary bytes instead of ``= LOCAL``. ITK's ReadImageInformation accepted it and the
+    ReadImage after it aborted the process (SIGABRT; SIGSEGV here); both are now refused
+    before ITK opens the file."""
+    path = tmp_path / "case.mha"
+    path.write_bytes((FUZZ_CASES / "mha_elementdatafile_binary.mha").read_bytes())
+    for call in (lambda: check_size(path, "metaimage"), lambda: load(path)):
+        with pytest.raises(InputError, match=r"ElementDataFile has no '= value'"):
+            call()
+
+
+def test_metaimage_data_file_key_needs_a_value(tmp_path: Path) -> None:
+    for new in (b"\0\0\0\0\x7f\xff\xff\xff", b" =   \n"):
+        path = _edited(save(VOLUME, tmp_path / "v.mha"), b" = LOCAL", new)
+        with pytest.raises(InputError, match=r"ElementDataFile has no '= value'"):
+            check_size(path, "metaimage")
+    assert check_size(save(VOLUME, tmp_path / "ok.mha"), "metaimage") == (3, 8, 10)
+
+
+@pytest.mark.parametrize("length", [b"\xff\xff\xff\xff", b"\x5b\x00\xc9\xff"])
+def test_npy_header_length_beyond_the_file(tmp_path: Path, length: bytes) -> None:
+    """Version 2 with a 4-byte header length of ~4 GB in a 700-byte file: NumPy allocated
+    the header (MemoryError under the fuzzer's 3 GB cap); now refused from the length."""
+    path = tmp_path / "a.npy"
+    np.save(path, VOLUME)
+    data = bytearray(path.read_bytes())
+    data[6:12] = b"\x02\x00" + length  # version 2.0: 4-byte length, then the header
+    path.write_bytes(bytes(data))
+    declared = int.from_bytes(length, "little")
+    message = rf"NPY header length of {declared:,} bytes is more than the {len(data) - 12:,}"
+    with pytest.raises(InputError, match=message):
+        check_size(path, "npy")
+    with pytest.raises(InputError, match="NPY header length"):
+        load(path)
+
+
+def test_metaimage_data_file_pattern_that_corrupted_the_heap(tmp_path: Path) -> None:
+    """The fuzzer's mutant (kept as found, 732 bytes): the `` LOCAL`` line deleted, so the
+    ElementDataFile value runs into the compressed bytes and holds ``%&``. MetaIO formats
+    a value with ``%`` as a file pattern and corrupted the heap (a crash of a *later* case:
+    the "not reproducible alone" SIGABRTs; glibc's malloc check shows it on this case)."""
+    path = tmp_path / "case.mha"
+    path.write_bytes((FUZZ_CASES / "mha_datafile_pattern_heap.mha").read_bytes())
+    for call in (lambda: check_size(path, "metaimage"), lambda: load(path)):
+        with pytest.raises(InputError, match=r"ElementDataFile pattern .* is not one %d"):
+            call()
+
+
+def test_metaimage_data_file_patterns(tmp_path: Path) -> None:
+    bad = _edited(save(VOLUME, tmp_path / "bad.mha"), b"= LOCAL", b"= slice%&x%d.raw 1 3 1")
+    with pytest.raises(InputError, match=r"pattern 'slice%&x%d.raw 1 3 1' is not one %d"):
+        check_size(bad, "metaimage")
+    good = _edited(save(VOLUME, tmp_path / "good.mha"), b"= LOCAL", b"= slice%03d.raw 1 3 1")
+    assert check_size(good, "metaimage") == (3, 8, 10)
+
+
+def test_metaimage_corrupt_zlib_stream_that_hung_itk(tmp_path: Path) -> None:
+    """The fuzzer's mutant (kept as found, 763 bytes): 40 header bytes inserted into the
+    compressed pixels. ITK's ReadImage looped forever at 100 % CPU (SIGALRM cannot stop
+    it); the stream is now inflated (in 1 MiB steps) and checked before ITK reads it."""
+    path = tmp_path / "case.mha"
+    path.write_bytes((FUZZ_CASES / "mha_zlib_stream_hang.mha").read_bytes())
+    for call in (lambda: check_size(path, "metaimage"), lambda: load(path)):
+        with pytest.raises(InputError, match="MetaImage compressed pixels are corrupt"):
+            call()
+
+
+def test_metaimage_stream_must_match_the_header_size(tmp_path: Path) -> None:
+    seed = save(VOLUME, tmp_path / "v.mha")
+    assert b"CompressedData = True" in seed.read_bytes()
+    assert check_size(seed, "metaimage") == (3, 8, 10)  # 480 bytes, as DimSize says
+    short = _edited(save(VOLUME, tmp_path / "s.mha"), b"DimSize = 10 8 3", b"DimSize = 10 8 2")
+    with pytest.raises(InputError, match=r"give 480 bytes, the header 320; file is corrupt"):
+        check_size(short, "metaimage")
+    big = _edited(save(VOLUME, tmp_path / "b.mha"), b"DimSize = 10 8 3", b"DimSize = 10 8 4")
+    with pytest.raises(InputError, match=r"give 480 bytes, the header 640; file is corrupt"):
+        load(big)
+
+
+def test_dicom_corrupt_native_pixel_data_is_not_handed_to_gdcm(tmp_path: Path) -> None:
+    """The fuzzer's mutant (kept as found, ~1 KB, Explicit VR Little Endian 8 x 10): the
+    PixelData element's VR bytes are garbage, so pydicom cannot decode it. SimpleITK's GDCM
+    fallback then allocated 2.7 GB for the 80-pixel image. A native (uncompressed) syntax
+    needs no other decoder, so the file is refused as corrupt, in bounded memory (the
+    subprocess RSS bounds are in test_peak_rss.py)."""
+    path = tmp_path / "case.dcm"
+    path.write_bytes((FUZZ_CASES / "dicom_pixeldata_bad_vr.dcm").read_bytes())
+    with pytest.raises(InputError, match=r"Unknown Value Representation.*the file is corrupt"):
+        load(path)

@@ -40,3 +40,26 @@ def test_display_window_by_modality():
     np.testing.assert_allclose(display_window(np.array([40.0]), "CT"), [0.5])
     np.testing.assert_allclose(display_window(np.array([0, 255], np.uint8)), [0.0, 1.0])
     np.testing.assert_allclose(display_window(np.array([0.0, 5.0, 10.0]), "MR"), [0, 0.5, 1])
+
+
+def test_normalisations_do_not_touch_the_input_and_give_float32() -> None:
+    """The in-place arithmetic works on a private copy: the caller's array is unchanged,
+    and the values are exactly those of the plain expressions."""
+    import numpy as np
+
+    from medseg.io.intensity import apply_ct_window, minmax_normalize, percentile_normalize
+
+    hu = np.array([[-1200, -160, 40], [240, 400, 3000]], np.int16)
+    ct = apply_ct_window(hu, "soft_tissue")  # centre 40, width 400: -160..240
+    assert ct.dtype == np.float32
+    np.testing.assert_array_equal(ct, np.array([[0, 0, 0.5], [1, 1, 1]], np.float32))
+    f = np.array([[-1.0, 0.0], [1.0, 3.0]], np.float32)
+    before = f.copy()
+    np.testing.assert_array_equal(
+        apply_ct_window(f, "soft_tissue"), (np.clip(f, -160, 240) + 160) / 400
+    )
+    np.testing.assert_array_equal(minmax_normalize(f), np.array([[0, 0.25], [0.5, 1]], np.float32))
+    p = percentile_normalize(f, 0, 100)
+    assert p.dtype == np.float32
+    np.testing.assert_array_equal(p, np.array([[0, 0.25], [0.5, 1]], np.float32))
+    np.testing.assert_array_equal(f, before)

@@ -287,7 +287,8 @@ def test_box_two_corrections_save_in_chromium(sync_api: Any, served_auto: tuple[
         v1 = _client_labels(page)
         with page.expect_download() as download:
             page.locator("#export").click()
-        assert download.value.suggested_filename == "CT_small_labels_v1.nii.gz"
+        # the export default is the image's own format: DICOM -> DICOM-SEG
+        assert download.value.suggested_filename == "CT_small_labels_v1.dcm"
 
         # brush: a stroke away from the mask adds pixels; the eraser across the mask removes
         page.locator("[data-tool=brush]").click()

@@ -240,6 +240,12 @@ def test_bad_uploads_and_labels_are_refused(fresh: Api, tmp_path: Path) -> None:
     assert r.status_code == 400 and "'l.nii.gz'" in detail and "/tmp" not in detail
     r = fresh.put("/datastore/?image=junk", files={"file": ("x.nii.gz", b"garbage")})
     assert r.status_code == 415 and "not a nifti file" in r.json()["detail"]
+    # a label file larger than a label map of this (3, 40, 48) image can be:
+    # 16 bytes per voxel + 256 KiB = 354,304 bytes, refused while it streams in
+    big = np.random.default_rng(0).bytes(400_000)
+    r = fresh.put("/datastore/label?image=ball", files={"label": ("l.nii.gz", big)})
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"] == "upload larger than the limit of 354304 bytes"
     again = upload(fresh, tmp_path / "again")  # same voxels again (3D Slicer does that)
     assert again["image"] == "ball"
     assert fresh.get("/datastore/").json()["total"] == 4

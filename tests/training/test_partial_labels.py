@@ -61,7 +61,7 @@ def test_auto_run_with_a_partial_case_uses_the_marginal_loss(tmp_path: Path) -> 
 
     Trainer._loss = spy
     try:
-        opts = RunOptions(time_budget_s=None, iterations=3, fold="all", max_val_cases_all=1)
+        opts = RunOptions(time_budget_s=None, iterations=3, fold="all", max_val_cases_all=4)
         report = run_auto(root, tmp_path / "model", opts)
     finally:
         Trainer._loss = original
@@ -70,5 +70,12 @@ def test_auto_run_with_a_partial_case_uses_the_marginal_loss(tmp_path: Path) -> 
     plans = json.loads((tmp_path / "model" / "plans.json").read_text())
     assert any(n.startswith("partial labels: 1 of 4 cases") for n in plans["notes"])
     assert "partial labels: 1 of 4 cases" in report.read_text()
+    # full-image validation scores case01 on "disk" only: it does not annotate "half"
+    info = json.loads((tmp_path / "model" / "report" / "report.json").read_text())
+    assert sorted((r["case"], r["label"]) for r in info["cases"] if r["case"] == "case01") == [
+        ("case01", 1)
+    ]
+    assert info["summary"]["per_class"]["1"]["n_cases"] == 4
+    assert info["summary"]["per_class"]["2"]["n_cases"] == 3
     log = json.loads((tmp_path / "model" / "fold_all" / "training_log.json").read_text())
     assert all(np.isfinite(h["train_loss"]) for h in log)

@@ -192,7 +192,7 @@ def _train_head(
     y = y.float() if task == "multi-label" else y
     net.mean.copy_(x.mean(0))
     net.scale.copy_(x.std(0).clamp_min(1e-6))
-    loss_fn = _loss_fn(task, opts.label_smoothing)
+    loss_fn = _loss_fn(task, opts.label_smoothing, opts.loss)
     opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(opts.seed)
     steps = HEAD_EPOCHS * math.ceil(len(x) / opts.batch_size)
@@ -233,7 +233,8 @@ def fit_feature_head(
     enc = encoder if encoder is not None else default_encoder()
     cache = default_cache(opts.feature_cache)
     images = {"train": ds.images["train"], "val": ds.images["val"]}
-    for j in range(opts.feature_augment_copies):
+    n_copies = opts.feature_augment_copies or 0
+    for j in range(n_copies):
         images[f"train_aug{j}"] = _augmented(ds.images["train"], opts, j)
     raw = {
         s: extract_features(
@@ -246,7 +247,7 @@ def fit_feature_head(
         )
         for s, x in images.items()
     }
-    copies = [raw.pop(f"train_aug{j}") for j in range(opts.feature_augment_copies)]
+    copies = [raw.pop(f"train_aug{j}") for j in range(n_copies)]
     raw["train"] = np.concatenate([raw["train"], *copies])
     labels = {"train": np.concatenate([ds.labels["train"]] * (1 + len(copies))),
               "val": ds.labels["val"]}  # fmt: skip

@@ -14,6 +14,8 @@ Agreement per case (:func:`agreement`): the mean pairwise Dice between raters, F
 over all voxels (categories = label values, background included) and each rater's Dice
 against the fused label. Dice of two multi-label maps is the mean over the foreground labels
 either map holds (1.0 when both are empty, :func:`medseg.metrics.overlap.dice_from_counts`).
+Per label value some rater drew (:func:`class_agreement`): the same two Dice on that value's
+masks alone.
 
 :func:`fuse_folders` is the one API behind ``medseg fuse``: one output file per case, with the
 first rater's file name (same ending, so the same format), written atomically, and an
@@ -41,13 +43,16 @@ from medseg.metrics.overlap import dice_from_counts
 __all__ = [
     "FUSION_METHODS",
     "CaseAgreement",
+    "ClassAgreement",
     "FusionResult",
     "agreement",
+    "class_agreement",
     "find_rater_cases",
     "fleiss_kappa",
     "fuse_folders",
     "fuse_labels",
     "label_dice",
+    "load_rater_case",
     "majority_vote",
     "staple",
 ]
@@ -161,15 +166,7 @@ def label_dice(a: np.ndarray, b: np.ndarray) -> float:
     values = sorted((set(np.unique(a).tolist()) | set(np.unique(b).tolist())) - {0})
     if not values:
         return 1.0
-    scores = []
-    for v in values:
-        ma, mb = a == v, b == v
-        scores.append(
-            dice_from_counts(
-                int(np.count_nonzero(ma & mb)), int(np.count_nonzero(ma)), int(np.count_nonzero(mb))
-            )
-        )
-    return float(np.mean(scores))
+    return float(np.mean([_mask_dice(a == v, b == v) for v in values]))
 
 
 def fleiss_kappa(labels: Sequence[np.ndarray]) -> float:
@@ -191,14 +188,47 @@ def fleiss_kappa(labels: Sequence[np.ndarray]) -> float:
     return (p_bar - p_e) / (1.0 - p_e)
 
 
+def _mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks (:func:`medseg.metrics.overlap.dice_from_counts`)."""
+    inter = int(np.count_nonzero(a & b))
+    return dice_from_counts(inter, int(np.count_nonzero(a)), int(np.count_nonzero(b)))
+
+
+@dataclass(frozen=True)
+class ClassAgreement:
+    """Agreement on one label value of one case: mean pairwise Dice between the raters'
+    masks of that value, and each rater's mask vs the fused one (a pair of empty masks
+    scores 1.0, the metrics' rule)."""
+
+    pairwise_dice: float
+    dice_vs_fused: tuple[float, ...]
+
+
 @dataclass(frozen=True)
 class CaseAgreement:
-    """Agreement of one case: mean pairwise Dice, Fleiss' kappa, Dice of each rater vs fused."""
+    """Agreement of one case: mean pairwise Dice, Fleiss' kappa, Dice of each rater vs fused.
+
+    ``per_class``: label value -> :class:`ClassAgreement`, for every value some rater drew.
+    """
 
     case: str
     pairwise_dice: float
     fleiss_kappa: float
     dice_vs_fused: tuple[float, ...]
+    per_class: dict[int, ClassAgreement] = field(default_factory=dict)
+
+
+def class_agreement(labels: Sequence[np.ndarray], fused: np.ndarray) -> dict[int, ClassAgreement]:
+    """Per label value some rater drew: :class:`ClassAgreement` of ``labels`` and ``fused``."""
+    arrays = _check_stack(labels)
+    values = sorted(set().union(*(np.unique(a).tolist() for a in arrays)) - {0})
+    out = {}
+    for v in values:
+        masks = [a == v for a in arrays]
+        f = fused == v
+        pairs = [_mask_dice(a, b) for a, b in itertools.combinations(masks, 2)]
+        out[int(v)] = ClassAgreement(float(np.mean(pairs)), tuple(_mask_dice(m, f) for m in masks))
+    return out
 
 
 def agreement(case: str, labels: Sequence[np.ndarray], fused: np.ndarray) -> CaseAgreement:
@@ -210,6 +240,7 @@ def agreement(case: str, labels: Sequence[np.ndarray], fused: np.ndarray) -> Cas
         pairwise_dice=float(np.mean(pairs)),
         fleiss_kappa=fleiss_kappa(arrays),
         dice_vs_fused=tuple(label_dice(a, fused) for a in arrays),
+        per_class=class_agreement(arrays, fused),
     )
 
 
@@ -282,7 +313,12 @@ def _rater_names(rater_dirs: Sequence[Path]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _load_case(case: str, files: Sequence[Path]) -> list[LabelMap]:
+def load_rater_case(case: str, files: Sequence[Path]) -> list[LabelMap]:
+    """The raters' label maps of ``case`` (one file each), checked to share one grid.
+
+    Raises:
+        InputError: naming the case and both files, when shapes or geometry differ.
+    """
     from medseg.io.readers import load_label
 
     maps = [load_label(f) for f in files]
@@ -322,12 +358,12 @@ def fuse_folders(
         raise InputError(f"{out_dir}: the output folder is a rater folder; choose another one")
     cases = find_rater_cases(dirs)
     for case, files in cases.items():  # validate every grid before writing anything
-        _load_case(case, files)
+        load_rater_case(case, files)
     from medseg.io.writers import save
 
     written, rows = [], []
     for case, files in cases.items():
-        maps = _load_case(case, files)
+        maps = load_rater_case(case, files)
         arrays = [m.array for m in maps]
         fused = fuse_labels(arrays, method)
         names = {k: v for m in maps for k, v in m.label_names.items()}

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg.data.nnunet_labels import annotated_classes, parse_labels, parse_partial
 from medseg.errors import InputError
 from medseg.io.image import Image, LabelMap
 from medseg.io.naming import DATASET_ENDINGS, split_channel, split_ending
@@ -37,6 +38,8 @@ __all__ = [
     "check_dataset",
     "format_issues",
     "annotated_classes",
+    "image_case_ids",
+    "read_dataset_json",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,73 +117,8 @@ class Issue:
         return f"{self.level.upper()}: {where}{self.message}"
 
 
-def _parse_labels(raw: Any, path: Path) -> dict[str, int]:
-    if not isinstance(raw, dict) or not raw:
-        raise InputError(f"{path}: 'labels' must be a non-empty mapping name -> value")
-    labels: dict[str, int] = {}
-    for name, value in raw.items():
-        if name == "ignore":
-            raise InputError(f"{path}: the 'ignore' label is not supported by medseg auto")
-        if isinstance(value, list | tuple):
-            raise InputError(
-                f"{path}: region-based label {name!r}: {value} is not supported; "
-                "give each label one integer value"
-            )
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InputError(
-                f"{path}: label {name!r} must be a non-negative integer, got {value!r}"
-            )
-        labels[str(name)] = int(value)
-    if 0 not in labels.values():
-        raise InputError(f"{path}: 'labels' must contain background with value 0")
-    if len(set(labels.values())) != len(labels):
-        raise InputError(f"{path}: two label names share one value: {labels}")
-    return labels
-
-
-def _parse_partial(
-    raw: Any, labels: dict[str, int], case_ids: set[str], path: Path
-) -> dict[str, tuple[str, ...]]:
-    """``dataset.json`` ``partial_labels``: case id -> annotated foreground class names."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: 'partial_labels' must be a mapping case id -> [class names]")
-    out: dict[str, tuple[str, ...]] = {}
-    for case_id, names in raw.items():
-        if case_id not in case_ids:
-            raise InputError(
-                f"{path}: partial_labels names case {case_id!r}, which is not a training case "
-                "in imagesTr"
-            )
-        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-            raise InputError(f"{path}: partial_labels[{case_id!r}] must be a list of class names")
-        for name in names:
-            if name not in labels:
-                raise InputError(
-                    f"{path}: partial_labels[{case_id!r}] names class {name!r}, which is not in "
-                    f"'labels' {sorted(labels)}"
-                )
-        fg = tuple(dict.fromkeys(n for n in names if labels[n] != 0))
-        if not fg:
-            raise InputError(f"{path}: partial_labels[{case_id!r}] annotates no foreground class")
-        out[str(case_id)] = fg
-    return out
-
-
-def annotated_classes(
-    dataset: NnunetDataset, case_id: str, label_values: tuple[int, ...]
-) -> list[bool]:
-    """Which classes case ``case_id`` annotates, one bool per entry of ``label_values``
-    (class index order; background is always True, so are all classes of a full case)."""
-    names = dataset.partial_labels.get(case_id)
-    if names is None:
-        return [True] * len(label_values)
-    values = {dataset.labels[n] for n in names} | {0}
-    return [v in values for v in label_values]
-
-
-def _read_json(root: Path) -> dict[str, Any]:
+def read_dataset_json(root: Path) -> dict[str, Any]:
+    """The checked ``dataset.json`` of dataset folder ``root`` (required keys present)."""
     path = root / "dataset.json"
     if not path.is_file():
         raise InputError(f"{root}: no dataset.json (is this an nnU-Net raw dataset folder?)")
@@ -213,6 +151,11 @@ def _group_images(folder: Path, ending: str) -> tuple[dict[str, dict[int, Path]]
     return dict(groups), problems
 
 
+def image_case_ids(root: str | Path, ending: str) -> list[str]:
+    """Sorted ids of the cases with at least one channel file in ``root/imagesTr``."""
+    return sorted(_group_images(Path(root) / "imagesTr", ending)[0])
+
+
 def _cases(groups: dict[str, dict[int, Path]]) -> list[CaseFiles]:
     """Cases whose channel files are numbered 0..N-1 (others are reported as problems)."""
     out = []
@@ -232,7 +175,7 @@ def read_dataset(root: str | Path) -> NnunetDataset:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise InputError(f"{root}: no such dataset folder")
-    meta = _read_json(root)
+    meta = read_dataset_json(root)
     js = root / "dataset.json"
     ending = str(meta["file_ending"])
     if not ending.startswith("."):
@@ -245,7 +188,7 @@ def read_dataset(root: str | Path) -> NnunetDataset:
         raise InputError(f"{js}: channel_names keys must be '0', '1', ...") from exc
     if sorted(channels) != list(range(len(channels))) or not channels:
         raise InputError(f"{js}: channel_names must be numbered 0..N-1, got {sorted(channels)}")
-    labels = _parse_labels(meta["labels"], js)
+    labels = parse_labels(meta["labels"], js)
 
     groups, problems = _group_images(root / "imagesTr", ending)
     training = []
@@ -270,7 +213,7 @@ def read_dataset(root: str | Path) -> NnunetDataset:
     if not training and not problems:
         raise InputError(f"{root}: no training cases found in imagesTr/ (ending {ending})")
     declared = meta.get("numTraining")
-    partial = _parse_partial(meta.get("partial_labels"), labels, set(groups), js)
+    partial = parse_partial(meta.get("partial_labels"), labels, set(groups), js)
     return NnunetDataset(
         root=root,
         name=str(meta.get("name", root.name)),

@@ -63,6 +63,8 @@ class Predictor:
         auto: an automatic model (:class:`medseg.automatic.AutoSegmenter` or its folder)
             giving first masks (see the module docstring).
         cache_size: number of slice embeddings kept (LRU; LiteMedSAM: 4 MiB each).
+        cache_bytes: also bound the embedding cache in bytes: a count, or a
+            :class:`medseg.inference.cache.MemoryBudget` shared with other caches.
         window: CT window name or :class:`medseg.io.intensity.CTWindow` for CT images.
         propagation: 3D propagation rule parameters.
         progress: show a progress bar during 3D propagation (on a terminal).
@@ -82,6 +84,7 @@ class Predictor:
         *,
         auto: Any = None,
         cache_size: int = 32,
+        cache_bytes: Any = None,
         window: Any = None,
         propagation: PropagationConfig | None = None,
         progress: bool = True,
@@ -103,7 +106,7 @@ class Predictor:
         self.window = window
         self.propagation = propagation or PropagationConfig()
         self.progress = progress
-        self._cache = EmbeddingCache(cache_size)
+        self._cache = EmbeddingCache(cache_size, cache_bytes)
         self._image: Image | None = None
         self._unit: np.ndarray | None = None
         self._key = ""
@@ -169,8 +172,14 @@ class Predictor:
         return self._auto
 
     def cache_info(self) -> CacheInfo:
-        """Hits, misses (= encoder runs), size and capacity of the embedding cache."""
+        """Hits, misses (= encoder runs), size, capacity and bytes of the embedding cache."""
         return self._cache.info()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the current image and its normalised copy (the cache's: ``cache_info()``)."""
+        arrays = (None if self._image is None else self._image.array, self._unit)
+        return sum(int(a.nbytes) for a in arrays if a is not None)
 
     # ---- prompts ---------------------------------------------------------------------
     def _check_kinds(self, kinds: set[str]) -> None:
@@ -284,15 +293,10 @@ class Predictor:
             image.shape[1:], box, None, points, point_labels, mask_input, z, scribbles
         )
         d = self.model.decode(self.embedding(z), prompts)
-        logits = d.logits[0, 0]
-        return Prediction(
-            mask=logits > 0,
-            logits=logits,
-            scores=np.asarray(d.scores[:, 0], np.float32),
-            labels=(logits > 0).astype(np.uint8),
-            image=image,
-            info={"model": self.model.name, "slice_index": z},
-        )
+        logits, scores = d.logits[0, 0], np.asarray(d.scores[:, 0], np.float32)
+        return Prediction(mask=logits > 0, logits=logits, scores=scores, image=image,
+                          labels=(logits > 0).astype(np.uint8),
+                          info={"model": self.model.name, "slice_index": z})  # fmt: skip
 
     def _predict_auto(
         self, first: tuple, kinds: set[str], label: int | None, z: int | None, box3d: Any
@@ -339,15 +343,9 @@ class Predictor:
             labels = label_map_from_logits(mask, logits)
             if not stacked:
                 logits, mask = logits[0], mask[0]
-        return Prediction(
-            mask=mask,
-            logits=logits,
-            scores=np.asarray(scores, np.float32),
-            labels=labels,
-            image=self._image,
-            multimask=multimask,
-            info={"model": self.model.name},
-        )
+        return Prediction(mask=mask, logits=logits, scores=np.asarray(scores, np.float32),
+                          labels=labels, image=self._image, multimask=multimask,
+                          info={"model": self.model.name})  # fmt: skip
 
     def _start_3d(
         self, box: Any, boxes: Any, slice_index: int | None, box3d: Any
@@ -387,26 +385,12 @@ class Predictor:
             d = self.model.decode(self.embedding(z), PromptSet(boxes=bxs))
             return d.logits[:, 0], d.scores[:, 0]
 
-        res = propagate(
-            segment,
-            seed.logits[:, 0],
-            seed.scores[:, 0],
-            start,
-            depth,
-            z_range,
-            self.propagation,
-            self.progress,
-            previous=previous,
-        )
+        res = propagate(segment, seed.logits[:, 0], seed.scores[:, 0], start, depth, z_range,
+                        self.propagation, self.progress, previous=previous)  # fmt: skip
         mask = res.logits > 0
         labels = label_map_from_logits(mask, res.logits)
         logits = res.logits if boxes is not None else res.logits[0]
-        return Prediction(
-            mask=mask if boxes is not None else mask[0],
-            logits=logits,
-            scores=res.scores,
-            labels=labels,
-            image=self._image,
-            slice_ranges=res.ranges,
-            info={"model": self.model.name, "start_slice": start, "slice_boxes": res.boxes},
-        )
+        info = {"model": self.model.name, "start_slice": start, "slice_boxes": res.boxes}
+        return Prediction(mask=mask if boxes is not None else mask[0], logits=logits,
+                          scores=res.scores, labels=labels, image=self._image,
+                          slice_ranges=res.ranges, info=info)  # fmt: skip

@@ -166,6 +166,16 @@ def _irregular(path: Path | str, gaps: np.ndarray, mean_gap: float, refuse: bool
     )
 
 
+def _compressed(ds: Any) -> bool:
+    """True when the transfer syntax is compressed (or unknown): only then may a decoder
+    other than pydicom's native one be needed."""
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        return uid is None or bool(uid.is_compressed)
+    except (AttributeError, ValueError):
+        return True
+
+
 def _pixels(ds: Any, path: Path) -> tuple[np.ndarray, bool]:
     """Decoded pixels and whether the modality rescale is already applied.
 
@@ -185,6 +195,12 @@ def _pixels(ds: Any, path: Path) -> tuple[np.ndarray, bool]:
             f"SimpleITK/GDCM could not decode it either; {_DECODER_HINT}"
         )
         cause: BaseException = exc
+    if not _compressed(ds):
+        # pydicom decodes every native (uncompressed) syntax itself, so a failure there is a
+        # corrupt file; GDCM's fallback on such files can allocate gigabytes (fuzz finding).
+        raise InputError(
+            f"{path}: cannot decode pixel data ({decode_hint(ds)}): {first}; the file is corrupt"
+        ) from cause
     import SimpleITK as sitk
 
     try:

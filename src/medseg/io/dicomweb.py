@@ -8,7 +8,9 @@ separately, or the same ``http(s)`` URL with ``/studies/S/series/R`` appended.
 ``fetch_series`` downloads a series (WADO-RS) into a folder and reads it with
 ``medseg.io.load``; ``push_instances`` stores datasets (a DICOM-SEG) with STOW-RS. Every
 problem (an unknown study or series, a non-image series, a server that is down or answers
-an error) raises ``InputError`` naming the URL; downloaded files never outlive a failure.
+an error) raises ``InputError`` naming the URL, a server that cannot be reached (refused,
+timed out, HTTP 502/503/504) the subclass ``DicomwebUnavailable`` (the annotation server
+answers it with 503); downloaded files never outlive a failure.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from medseg.errors import InputError
 from medseg.io.image import Image
 
 __all__ = [
+    "DicomwebUnavailable",
     "DicomwebRef",
     "DicomwebSeries",
     "is_dicomweb_url",
     "parse_dicomweb_url",
     "list_studies",
     "list_series",
+    "download_series",
     "fetch_series",
     "fetched_series",
     "push_instances",
@@ -42,6 +46,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SCHEMES = {"dicomweb": "http", "dicomwebs": "https", "http": "http", "https": "https"}
+_UNAVAILABLE = (502, 503, 504)
+
+
+class DicomwebUnavailable(InputError):
+    """The DICOMweb server cannot be reached or says it is unavailable (HTTP 502/503/504)."""
 
 
 @dataclass(frozen=True)
@@ -136,9 +145,10 @@ def _errors(ref: DicomwebRef, what: str) -> Iterator[None]:
     except requests.exceptions.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else "?"
         hint = " (not found)" if code == 404 else ""
-        raise InputError(f"{ref}: DICOMweb {what} failed: HTTP {code}{hint}") from exc
-    except requests.exceptions.ConnectionError as exc:
-        raise InputError(
+        kind = DicomwebUnavailable if code in _UNAVAILABLE else InputError
+        raise kind(f"{ref}: DICOMweb {what} failed: HTTP {code}{hint}") from exc
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise DicomwebUnavailable(
             f"{ref.base_url}: cannot reach the DICOMweb server for {what} (is it running? {exc})"
         ) from exc
     except requests.exceptions.RequestException as exc:
@@ -220,7 +230,11 @@ def _check_series(ref: DicomwebRef, timeout: float) -> DicomwebSeries:
 
 def _download(ref: DicomwebRef, info: DicomwebSeries, folder: Path, timeout: float) -> int:
     with _errors(ref, "series retrieval (WADO-RS)"):
-        datasets = _client(ref, timeout).retrieve_series(info.study_uid, info.series_uid)
+        # Any transfer syntax: as stored, so the server never has to transcode (Orthanc
+        # cannot transcode JPEG 2000 without a codec plugin and answers HTTP 500).
+        datasets = _client(ref, timeout).retrieve_series(
+            info.study_uid, info.series_uid, media_types=(("application/dicom", "*"),)
+        )
     if not datasets:
         raise InputError(f"{ref}: the server returned no instances for the series")
     for i, ds in enumerate(datasets):
@@ -249,6 +263,46 @@ def fetched_series(
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _empty_folder(folder: Path, who: str) -> bool:
+    """Check that ``folder`` is new or an empty folder; True when it does not exist yet."""
+    if not folder.exists():
+        return True
+    if not folder.is_dir() or any(folder.iterdir()):
+        raise InputError(f"{folder}: not an empty folder; {who} needs a new or empty one")
+    return False
+
+
+def download_series(
+    url: str | DicomwebRef,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    dest_dir: str | os.PathLike[str] = ".",
+    *,
+    timeout: float = 60.0,
+) -> tuple[DicomwebRef, int]:
+    """WADO-RS: download one image series (checked with QIDO-RS first) into ``dest_dir``, a
+    new or empty folder, one ``.dcm`` file per instance, without decoding the pixels.
+
+    Returns the series' full reference (root, study and series UID) and the number of
+    files. On any error the downloaded files are removed (the folder too when this call
+    created it).
+    """
+    ref = parse_dicomweb_url(url, study_uid, series_uid)
+    folder = Path(dest_dir)
+    created = _empty_folder(folder, "download_series")
+    info = _check_series(ref, timeout)
+    ref = DicomwebRef(ref.base_url, info.study_uid, info.series_uid)
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = False
+    try:
+        count = _download(ref, info, folder, timeout)
+        ok = True
+    finally:
+        if not ok:
+            _remove(folder, whole=created)
+    return ref, count
+
+
 def fetch_series(
     url: str | DicomwebRef,
     study_uid: str | None = None,
@@ -273,19 +327,13 @@ def fetch_series(
     """
     from medseg.io.readers import load
 
-    ref = parse_dicomweb_url(url, study_uid, series_uid)
-    info = _check_series(ref, timeout)
-    ref = DicomwebRef(ref.base_url, info.study_uid, info.series_uid)
     keep = dest_dir is not None
     folder = Path(dest_dir) if keep else Path(tempfile.mkdtemp(prefix="medseg-dicomweb-"))
-    created = not keep or not folder.exists()
-    if keep and not created and (not folder.is_dir() or any(folder.iterdir())):
-        raise InputError(f"{folder}: not an empty folder; fetch_series needs a new or empty one")
-    folder.mkdir(parents=True, exist_ok=True)
+    created = not keep or _empty_folder(folder, "fetch_series")
     ok = False
     try:
-        count = _download(ref, info, folder, timeout)
-        image = load(folder, series_uid=info.series_uid, irregular=irregular)
+        ref, count = download_series(url, study_uid, series_uid, folder, timeout=timeout)
+        image = load(folder, series_uid=ref.series_uid, irregular=irregular)
         ok = True
     finally:
         if not (ok and keep):

@@ -49,9 +49,12 @@ CT_WINDOWS: dict[str, CTWindow] = {
 }
 
 
-def _float(arr: np.ndarray) -> np.ndarray:
-    out = np.asarray(arr, dtype=np.float32)
-    if not np.all(np.isfinite(out)):
+def _float(arr: np.ndarray, *, copy: bool = False) -> np.ndarray:
+    """``arr`` as float32 (a private copy with ``copy``); raises on NaN/inf. Integer input
+    is finite by construction, so only float input is scanned."""
+    src = np.asarray(arr)
+    out = np.array(src, dtype=np.float32, copy=True) if copy else src.astype(np.float32, copy=False)
+    if src.dtype.kind not in "biu" and not np.isfinite(out).all():
         raise InputError("image contains NaN or inf values")
     return out
 
@@ -64,8 +67,13 @@ def apply_ct_window(arr: np.ndarray, window: str | CTWindow = "soft_tissue") -> 
         window = CT_WINDOWS[window]
     if window.width <= 0:
         raise InputError(f"CT window width must be positive, got {window.width}")
-    a = _float(arr)
-    return ((np.clip(a, window.low, window.high) - window.low) / window.width).astype(np.float32)
+    # in place on one float32 copy: the chained expression held four volume-sized
+    # temporaries (1.8 GB more than the image for a 600 x 512 x 512 CT)
+    a = _float(arr, copy=True)
+    np.clip(a, window.low, window.high, out=a)
+    a -= window.low
+    a /= window.width
+    return a
 
 
 def minmax_normalize(arr: np.ndarray) -> np.ndarray:
@@ -74,7 +82,9 @@ def minmax_normalize(arr: np.ndarray) -> np.ndarray:
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if hi <= lo:
         return np.zeros_like(a)
-    return ((a - lo) / (hi - lo)).astype(np.float32)
+    out = a - np.float32(lo)
+    out /= np.float32(hi - lo)
+    return out
 
 
 def percentile_normalize(arr: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
@@ -89,7 +99,10 @@ def percentile_normalize(arr: np.ndarray, lower: float = 0.5, upper: float = 99.
     lo, hi = np.percentile(a, [lower, upper])
     if hi <= lo:
         return minmax_normalize(a)
-    return ((np.clip(a, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+    out = np.clip(a, lo, hi)  # float64, as lo/hi are: the same numbers as before, fewer copies
+    out -= lo
+    out /= hi - lo
+    return out.astype(np.float32)
 
 
 def display_window(

@@ -30,6 +30,7 @@ import re
 import tokenize
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ def check_size(
     shape = header_shape(p, fmt)
     if shape is not None:
         check_shape(shape, p, limits)
+    if fmt == "metaimage":
+        _check_metaimage_stream(p)
     return shape
 
 
@@ -199,15 +202,32 @@ _MHA_NDIMS = re.compile(rb"^[ \t]*NDims[ \t]*[=:][ \t]*([^\r\n]*)", re.MULTILINE
 _MHA_MATRIX = re.compile(
     rb"^[ \t]*(?:TransformMatrix|Rotation|Orientation)[ \t]*[=:][ \t]*([^\r\n]*)", re.MULTILINE
 )
+_MHA_DATA_VALUE = re.compile(rb"[ \t]*[=:][ \t]*([^\s][^\n]*)")
+# A file pattern (``slice%03d.raw 1 10 1``): one integer conversion, nothing else after a %.
+_MHA_PATTERN = re.compile(rb"%0?[0-9]{0,2}d")
 
 
 def _check_metaimage_fields(path: Path) -> None:
-    """Refuse an ``NDims`` outside 1..5 and direction values that are not numbers of at most
-    1e6: ITK's MetaIO segfaults or aborts on NDims -1 or 65535 and ITK hangs on a
-    ``TransformMatrix`` value of 1e308 (found by ``benchmarks/fuzz_readers.py``)."""
+    """Refuse an ``NDims`` outside 1..5, direction values that are not numbers of at most
+    1e6 and an ``ElementDataFile`` without ``= value`` or with a ``%`` that is not one
+    integer conversion (``%03d``): ITK's MetaIO segfaults or aborts on NDims -1 or 65535, on
+    ``ElementDataFile`` followed by binary bytes, and corrupts the heap formatting a file
+    pattern such as ``%&ab``; ITK hangs on a ``TransformMatrix`` value of 1e308 (all found
+    by ``benchmarks/fuzz_readers.py``)."""
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
     end = head.find(b"ElementDataFile")
+    if end >= 0:
+        value = _MHA_DATA_VALUE.match(head, end + len(b"ElementDataFile"))
+        if value is None:
+            raise InputError(f"{path}: MetaImage ElementDataFile has no '= value'; file is corrupt")
+        name = value.group(1)  # MetaIO formats the whole value when it holds a %
+        if name.count(b"%") > (1 if _MHA_PATTERN.search(name) else 0):
+            shown = name[:60].decode("latin-1")
+            raise InputError(
+                f"{path}: MetaImage ElementDataFile pattern {shown!r} is not one %d "
+                "conversion; file is corrupt"
+            )
     head = head if end < 0 else head[:end]
     match = _MHA_NDIMS.search(head)
     value = match.group(1).strip() if match else b"3"  # ITK reports a missing NDims itself
@@ -224,6 +244,58 @@ def _check_metaimage_fields(path: Path) -> None:
             raise InputError(
                 f"{path}: MetaImage direction {shown!r} is not usable; file is corrupt"
             )
+
+
+_MET_BYTES = {"CHAR": 1, "UCHAR": 1, "SHORT": 2, "USHORT": 2, "INT": 4, "UINT": 4,
+              "FLOAT": 4, "LONG": 8, "ULONG": 8, "LONG_LONG": 8, "ULONG_LONG": 8,
+              "DOUBLE": 8}  # fmt: skip
+
+
+def _mha_field(head: bytes, name: str) -> str | None:
+    found = re.search(rb"^[ \t]*" + name.encode() + rb"[ \t]*[=:][ \t]*([^\r\n]*)", head, re.M)
+    return None if found is None else found.group(1).decode("latin-1").strip()
+
+
+def _check_metaimage_stream(path: Path) -> None:
+    """Inflate a compressed ``ElementDataFile = LOCAL`` MetaImage's pixels in 1 MiB steps
+    (nothing kept) and refuse a stream that is corrupt, short or longer than ``DimSize`` x
+    channels x element size: MetaIO loops forever on some corrupt zlib streams (a 763-byte
+    file, found by ``benchmarks/fuzz_readers.py``). Called after the size check."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+        key = head.find(b"ElementDataFile")
+        line_end = head.find(b"\n", key)
+        fields = head[: max(key, 0)]
+        compressed = (_mha_field(fields, "CompressedData") or "").lower() == "true"
+        if (
+            key < 0
+            or line_end < 0
+            or not compressed
+            or _mha_field(head, "ElementDataFile") != "LOCAL"
+        ):
+            return
+        try:
+            dims = [int(v) for v in (_mha_field(fields, "DimSize") or "").split()]
+            kind = (_mha_field(fields, "ElementType") or "").removeprefix("MET_")
+            channels = int(_mha_field(fields, "ElementNumberOfChannels") or 1)
+            expected = math.prod(dims) * _MET_BYTES[kind] * channels
+        except (ValueError, KeyError):
+            return  # ITK refuses these fields itself
+        fh.seek(line_end + 1)
+        inflate, total = zlib.decompressobj(), 0
+        try:
+            while not inflate.eof and total <= expected:
+                chunk = inflate.unconsumed_tail or fh.read(1 << 20)
+                if not chunk:
+                    break
+                total += len(inflate.decompress(chunk, (1 << 20) + 1))
+        except zlib.error as exc:
+            raise InputError(f"{path}: MetaImage compressed pixels are corrupt ({exc})") from exc
+    if not inflate.eof or total != expected:
+        raise InputError(
+            f"{path}: MetaImage compressed pixels give {total:,}{'' if inflate.eof else '+'} "
+            f"bytes, the header {expected:,}; file is corrupt"
+        )
 
 
 def _sitk_shape(path: Path, fmt: str) -> tuple[int, ...]:
@@ -263,18 +335,38 @@ def _npy_dims(shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
     return shape[:-1] if rgb else shape
 
 
+def _check_npy_header_length(fh: Any, path: Path, version: tuple[int, int]) -> None:
+    """Refuse a header length beyond the end of the file before NumPy reads (and allocates)
+    it: a 657-byte file declaring a 4 GB header raised MemoryError (found by the fuzzer)."""
+    width = 2 if version == (1, 0) else 4
+    raw = fh.read(width)
+    if len(raw) < width:
+        raise InputError(f"{path}: NPY file ends inside its header; file is corrupt")
+    length = int.from_bytes(raw, "little")
+    room = os.fstat(fh.fileno()).st_size - fh.tell()
+    if length > room:
+        raise InputError(
+            f"{path}: NPY header length of {length:,} bytes is more than the {room:,} bytes "
+            "left in the file; file is corrupt"
+        )
+    fh.seek(-width, os.SEEK_CUR)
+
+
 def _npy_shape(path: Path) -> tuple[int, ...]:
     import numpy as np
 
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
+            _check_npy_header_length(fh, path, version)
             read = (
                 np.lib.format.read_array_header_1_0
                 if version == (1, 0)
                 else np.lib.format.read_array_header_2_0
             )
             shape, _, dtype = read(fh)
+    except InputError:
+        raise
     except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as exc:
         raise InputError(f"{path}: cannot read NPY header ({exc})") from exc
     return _npy_dims(tuple(shape), dtype)

@@ -11,14 +11,16 @@ import numpy as np
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 from medseg.io.image import Image
+from medseg.io.orientation import orient_slice
 
 __all__ = ["to_display_rgb", "render_overlay", "save_overlay", "scribble_pixels", "PALETTE"]
 
-# Distinct colours for label values 1, 2, ... (cycled).
+# Distinct colours for label values 1, 2, ... (cycled), as the browser app's: the first,
+# cyan, stays visible on gray CT/MR and on red/pink H&E slides alike; red comes late.
 PALETTE = np.array(
     [
-        [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-        [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
+        [0, 229, 255], [255, 225, 25], [60, 180, 75], [245, 130, 48], [67, 99, 216],
+        [240, 50, 230], [188, 246, 12], [230, 25, 75], [145, 30, 180], [250, 190, 190],
     ],
     dtype=np.uint8,
 )  # fmt: skip
@@ -65,7 +67,11 @@ def render_overlay(
     (red); scribbles are polylines ``{"points": [(x, y), ...], "label": 1 or 0}`` (or
     ``(points, label)``) or a ``(2, H, W)`` positive/negative stroke mask, drawn green
     (1) or red (0). All coordinates are array indices (x = column, y = row) of the drawn
-    slice, shown in array orientation (row 0 at the top). Returns ``(H, W, 3)`` uint8.
+    slice ``array[slice_index]``. The slice is shown as the browser app shows it
+    (:func:`medseg.io.orientation.orient_slice`: a volume's radiological orientation, e.g.
+    a RAS NIfTI upside-down and mirrored against its array order; 2D images as stored), so
+    the PNG is ``(H, W, 3)`` uint8, or ``(W, H, 3)`` for a slice whose rows are the array's
+    columns.
     """
     from skimage.draw import disk, rectangle_perimeter
     from skimage.segmentation import find_boundaries
@@ -95,7 +101,10 @@ def render_overlay(
     positive, negative = scribble_pixels(scribbles, (h, w))
     rgb[positive] = (0, 255, 0)
     rgb[negative] = (255, 0, 0)
-    return rgb.clip(0, 255).astype(np.uint8)
+    out = rgb.clip(0, 255).astype(np.uint8)
+    if isinstance(image, Image):
+        out = np.ascontiguousarray(orient_slice(image, out))
+    return out
 
 
 def scribble_pixels(scribbles: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

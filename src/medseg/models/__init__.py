@@ -27,3 +27,6 @@ __all__ = [
     "list_models",
     "register_model",
 ]
+
+# LiteMedSAM with its prompt encoder + mask decoder fine-tuned for clicks (registers itself).
+from medseg.models import litemedsam_clicks as _litemedsam_clicks  # noqa: F401

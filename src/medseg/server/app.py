@@ -28,6 +28,8 @@ from fastapi_offline import FastAPIOffline
 
 from medseg._version import __version__
 from medseg.errors import InputError, MedsegError, ModelError, PromptError
+from medseg.inference.cache import MemoryBudget
+from medseg.io.dicomweb import DicomwebUnavailable
 from medseg.server.auth import (
     BodySizeLimit,
     SecurityHeaders,
@@ -38,8 +40,9 @@ from medseg.server.auth import (
 )
 from medseg.server.config import MiB, ServerConfig
 from medseg.server.datastore import Datastore, NotFound
+from medseg.server.dicomweb_source import attach_dicomweb
 from medseg.server.labelstore import LabelStore
-from medseg.server.routes import images, labels, monailabel, sessions, system
+from medseg.server.routes import dicomweb, images, labels, monailabel, sessions, system
 from medseg.server.schemas import request_validation_handler
 from medseg.server.sessions import SessionManager, warm_up
 from medseg.server.state import ServerState
@@ -125,6 +128,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         (PromptError, 422),
         (InputError, 400),
         (ModelError, 503),
+        (DicomwebUnavailable, 503),  # the PACS of --dicomweb is down
         (MedsegError, 400),
     ):
         app.add_exception_handler(exc_type, _error(status))
@@ -176,13 +180,16 @@ def create_app(config: ServerConfig, *, model: Any = None, auto_model: Any = Non
             loading ``config.auto_model``.
     """
     token = (config.token or new_token()) if config.auth else None
-    datastore = Datastore(config.data_dir, config.max_images_loaded)
+    budget = MemoryBudget(config.cache_bytes)  # one byte budget for every cache
+    datastore = Datastore(config.data_dir, config.max_images_loaded, budget)
+    attach_dicomweb(datastore, config)  # --dicomweb: the server's series beside the folder's
     state = ServerState(
         config=config,
         token=token,
         datastore=datastore,
         labels=LabelStore(datastore),
-        sessions=SessionManager(config.max_sessions),
+        sessions=SessionManager(config.max_sessions, budget),
+        budget=budget,
     )
     if auto_model is None:
         auto_model = load_auto_model(config)
@@ -211,7 +218,7 @@ def create_app(config: ServerConfig, *, model: Any = None, auto_model: Any = Non
     )
     app.state.medseg = state
     guard = [Depends(token_dependency(token, config.port, config.cors_origins))]
-    for module in (system, images, sessions, labels, monailabel):
+    for module in (system, images, sessions, labels, monailabel, dicomweb):
         app.include_router(module.router, dependencies=guard)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_index(app, state)

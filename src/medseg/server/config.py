@@ -63,10 +63,21 @@ class ServerConfig:
         max_predictors: images (per view) whose embeddings are kept (LRU).
         slice_cache: slice embeddings kept per image and view (LRU; LiteMedSAM: 4 MiB each).
         max_images_loaded: decoded images kept in memory (LRU).
+        cache_bytes: memory budget of all the server's caches together (decoded images,
+            predictors and slice embeddings, remembered logits, automatic label maps,
+            image descriptions); the least recently used entry of any goes first
+            (:class:`medseg.inference.cache.MemoryBudget`). ``medseg serve --cache-mb``.
         cors_origins: origins allowed by CORS; empty (the default) sends no CORS headers.
         allowed_hosts: extra ``Host`` header values to accept besides the loopback names
             and ``host``; ``("*",)`` accepts any.
         warmup: run the image encoder once at start-up so the first click is fast.
+        dicomweb: a DICOMweb server (``http(s)://host:port/prefix`` or ``dicomweb://...``;
+            a ``.../studies/S`` URL lists that study only) whose image series are listed
+            beside the folder's images (:mod:`medseg.server.dicomweb_source`); None: none.
+        dicomweb_cache_bytes: disk space of fetched series in ``data_dir/.dicomweb/``
+            (least recently used series are removed first; the newest is always kept).
+        dicomweb_push: a MONAI Label label save (``PUT /datastore/label``) on a DICOMweb
+            series also stores the label as a DICOM-SEG on the server (STOW-RS).
     """
 
     data_dir: Path
@@ -87,9 +98,13 @@ class ServerConfig:
     max_predictors: int = 4
     slice_cache: int = 64
     max_images_loaded: int = 4
+    cache_bytes: int = 2048 * MiB
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     warmup: bool = True
+    dicomweb: str | None = None
+    dicomweb_cache_bytes: int = 4096 * MiB
+    dicomweb_push: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -109,12 +124,18 @@ class ServerConfig:
         if self.token is not None and len(self.token) < 16:
             raise InputError("the access token must be at least 16 characters long")
         for name in ("max_upload_bytes", "max_image_voxels", "max_sessions", "max_pixels",
-                     "max_voxels", "max_label_body_bytes"):  # fmt: skip
+                     "max_voxels", "max_label_body_bytes", "cache_bytes"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_predictors", "slice_cache", "max_images_loaded"):
+        for name in ("max_predictors", "slice_cache", "max_images_loaded", "dicomweb_cache_bytes"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dicomweb is not None:
+            from medseg.io.dicomweb import parse_dicomweb_url
+
+            parse_dicomweb_url(self.dicomweb)  # InputError for a malformed URL
+        elif self.dicomweb_push:
+            raise InputError("dicomweb_push stores labels on the DICOMweb server: give dicomweb")
 
     @property
     def size_limits(self) -> SizeLimits:

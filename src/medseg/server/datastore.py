@@ -21,12 +21,12 @@ import logging
 import os
 import shutil
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError, MedsegError
+from medseg.inference.cache import ByteLRU, MemoryBudget
 from medseg.io.dicom import NON_IMAGE_MODALITIES
 from medseg.io.formats import detect_format, is_dicom_file
 from medseg.io.image import Image
@@ -105,28 +105,34 @@ def _image_id(rel: str, series_uid: str | None) -> str:
 
 
 class Datastore:
-    """Images under ``root`` with a bounded LRU cache of decoded images (thread-safe)."""
+    """Images under ``root`` with an LRU cache of decoded images (thread-safe), bounded to
+    ``max_loaded`` images and by ``budget`` (bytes or a :class:`MemoryBudget` shared with
+    the server's other caches; None: no byte bound)."""
 
-    def __init__(self, root: Path, max_loaded: int = 4) -> None:
+    def __init__(
+        self, root: Path, max_loaded: int = 4, budget: MemoryBudget | int | None = None
+    ) -> None:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise InputError(f"{root}: the datastore folder does not exist")
         self.root = root.resolve()
         self.labels_dir = self.root / "labels"
         self.uploads_dir = self.root / "uploads"
-        self._max_loaded = max(1, int(max_loaded))
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
         self._entries: dict[str, ImageEntry] = {}
         self._dicom_cache: dict[Path, tuple[tuple[int, int], list[ImageEntry]]] = {}
-        self._loaded: OrderedDict[str, Image] = OrderedDict()
+        self._loaded = ByteLRU(max(1, int(max_loaded)), budget)
         self._load_locks: dict[str, threading.Lock] = {}
+        self.remote: Any = None  # DICOMweb series (medseg.server.dicomweb_source), or None
 
     # ---- listing -------------------------------------------------------------------
     def scan(self) -> list[ImageEntry]:
         """Rescan the folder; returns the images sorted by name."""
         with self._scan_lock:
             found = self._walk()
+        if self.remote is not None:
+            found = self.remote.merge(found)
         with self._lock:
             self._entries = {e.id: e for e in found}
         return found
@@ -222,20 +228,18 @@ class Datastore:
     def load(self, image_id: str) -> Image:
         """The decoded image (cached, least recently used dropped first)."""
         entry = self.get(image_id)
+        if self.remote is not None:  # a DICOMweb series is fetched first (kept on disk)
+            self.remote.prepare(entry)
+        image = self._loaded.get(image_id)
+        if image is not None:
+            return image
         with self._lock:
-            if image_id in self._loaded:
-                self._loaded.move_to_end(image_id)
-                return self._loaded[image_id]
             lock = self._load_locks.setdefault(image_id, threading.Lock())
         with lock:
-            with self._lock:
-                if image_id in self._loaded:
-                    return self._loaded[image_id]
-            image = self._read(entry)
-            with self._lock:
-                self._loaded[image_id] = image
-                while len(self._loaded) > self._max_loaded:
-                    self._loaded.popitem(last=False)
+            image = self._loaded.get(image_id)
+            if image is None:
+                image = self._read(entry)
+                self._loaded.put(image_id, image)
         return image
 
     @staticmethod
@@ -248,8 +252,7 @@ class Datastore:
 
     def forget(self, image_id: str) -> None:
         """Drop a decoded image from the cache."""
-        with self._lock:
-            self._loaded.pop(image_id, None)
+        self._loaded.pop(image_id)
 
 
 def write_sample_store(folder: Path) -> Path:

@@ -7,10 +7,16 @@
   ``OrderedDict`` cache), so each pooled predictor has its own lock, held for every call.
 - The pool keeps one predictor per ``(image, view)``: sessions on the same image share its
   embeddings; the least recently used predictors are dropped beyond ``max_predictors``, and
-  each predictor keeps at most ``slice_cache`` slice embeddings.
+  each predictor keeps at most ``slice_cache`` slice embeddings. The view ``"auto"`` is the
+  predictor given the automatic model (``Predictor(model, auto=...)``) on the image itself.
 - A session is one browser tab (or API client) on one image. It remembers the last mask
   logits per ``(label, view, slice)`` so that a correction can refine the previous mask
   (``mask_input="previous"``) without sending it; sessions never share these.
+- Memory: the pool's predictors (their image and normalised copy), their slice embeddings
+  and the sessions' remembered logits are :class:`~medseg.inference.cache.ByteLRU` caches
+  on one :class:`~medseg.inference.cache.MemoryBudget` (``medseg serve --cache-mb``), shared
+  with the datastore's decoded images: the least recently used entry of any of them goes
+  first.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg.inference.cache import ByteLRU, MemoryBudget
 from medseg.io.image import Image
 from medseg.server.datastore import NotFound
 
@@ -47,85 +54,101 @@ class PooledPredictor:
 
 
 class PredictorPool:
-    """LRU of predictors keyed by ``(image_id, view)``, all sharing one model."""
+    """LRU of predictors keyed by ``(image_id, view)``, all sharing one model; at most
+    ``max_entries`` predictors and, with ``budget`` (bytes or a shared
+    :class:`MemoryBudget`), at most that many bytes: a predictor's image and normalised
+    copy (``Predictor.nbytes``) count here, its slice embeddings in its own cache on the
+    same budget."""
 
-    def __init__(self, model: Any, max_entries: int, slice_cache: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        max_entries: int,
+        slice_cache: int,
+        budget: MemoryBudget | int | None = None,
+    ) -> None:
         self.model = model
         self.max_entries = int(max_entries)
         self.slice_cache = int(slice_cache)
+        self.budget = budget if isinstance(budget, MemoryBudget) else MemoryBudget(budget)
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], PooledPredictor] = OrderedDict()
+        self._entries = ByteLRU(
+            self.max_entries, self.budget, sizeof=lambda e: e.predictor.nbytes,
+            on_evict=lambda key, _: log.debug("dropped the predictor of %s", key),
+        )  # fmt: skip
         self._creating: dict[tuple[str, str], threading.Lock] = {}
 
-    def get(self, image_id: str, view: str, make_image: Callable[[], Image]) -> PooledPredictor:
-        """The predictor of ``(image_id, view)``, created with ``make_image()`` if needed."""
+    def get(
+        self, image_id: str, view: str, make_image: Callable[[], Image], auto: Any = None
+    ) -> PooledPredictor:
+        """The predictor of ``(image_id, view)``, created with ``make_image()`` (and the
+        automatic model ``auto``, if given) when needed."""
         key = (image_id, view)
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry
         with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
             creating = self._creating.setdefault(key, threading.Lock())
         with creating:  # one thread builds it; the others wait and reuse it
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._create(make_image(), auto)
+                self._entries.put(key, entry)
             with self._lock:
-                if key in self._entries:
-                    return self._entries[key]
-            entry = self._create(make_image())
-            with self._lock:
-                self._entries[key] = entry
                 self._creating.pop(key, None)
-                while len(self._entries) > self.max_entries:
-                    old, _ = self._entries.popitem(last=False)
-                    log.debug("dropped the embeddings of %s", old)
         return entry
 
-    def _create(self, image: Image) -> PooledPredictor:
+    def _create(self, image: Image, auto: Any) -> PooledPredictor:
         from medseg.inference.predictor import Predictor
 
-        predictor = Predictor(self.model, cache_size=self.slice_cache, progress=False)
+        predictor = Predictor(self.model, auto=auto, cache_size=self.slice_cache,
+                              cache_bytes=self.budget, progress=False)  # fmt: skip
         start = time.perf_counter()
         predictor.set_image(image)
         return PooledPredictor(predictor, embed_ms=(time.perf_counter() - start) * 1000)
 
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._entries
+
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+        return len(self._entries)
 
 
 @dataclass(eq=False)
 class Session:
-    """One client's annotation session on one image."""
+    """One client's annotation session on one image; ``budget``: the byte budget of the
+    remembered logits (shared with the server's caches; None: count bound only)."""
 
     id: str
     image_id: str
     created: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
-    _previous: OrderedDict[Hashable, np.ndarray] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    budget: MemoryBudget | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._previous = ByteLRU(_PREVIOUS_PER_SESSION, self.budget)
 
     def remember(self, key: Hashable, logits: np.ndarray) -> None:
         """Keep the latest logits for ``key`` (bounded; oldest dropped)."""
-        with self._lock:
-            self._previous[key] = logits
-            self._previous.move_to_end(key)
-            while len(self._previous) > _PREVIOUS_PER_SESSION:
-                self._previous.popitem(last=False)
+        self._previous.put(key, logits)
 
     def recall(self, key: Hashable) -> np.ndarray | None:
-        """The logits remembered for ``key``, or None."""
-        with self._lock:
-            return self._previous.get(key)
+        """The logits remembered for ``key``, or None (never given, or dropped)."""
+        return self._previous.get(key)
 
 
 class SessionManager:
-    """Open sessions, at most ``max_sessions`` (least recently used are closed)."""
+    """Open sessions, at most ``max_sessions`` (least recently used are closed); their
+    remembered logits count against ``budget``."""
 
-    def __init__(self, max_sessions: int) -> None:
+    def __init__(self, max_sessions: int, budget: MemoryBudget | None = None) -> None:
         self.max_sessions = int(max_sessions)
+        self.budget = budget
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 
     def create(self, image_id: str) -> Session:
-        session = Session(id=secrets.token_urlsafe(16), image_id=image_id)
+        session = Session(id=secrets.token_urlsafe(16), image_id=image_id, budget=self.budget)
         with self._lock:
             self._sessions[session.id] = session
             while len(self._sessions) > self.max_sessions:

@@ -1,10 +1,15 @@
-"""``ServerState``: everything one app instance owns (no module-level mutable state)."""
+"""``ServerState``: everything one app instance owns (no module-level mutable state).
+
+One :class:`~medseg.inference.cache.MemoryBudget` (``ServerConfig.cache_mb``) bounds the
+bytes of every cache: decoded images (datastore), predictors and their slice embeddings
+(pool), the sessions' remembered logits, image descriptions and the automatic label maps.
+The automatic model runs through the one prediction door, ``Predictor(model, auto=...)``
+(the pool's ``"auto"`` view of an image), as in the API and the CLI.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +17,7 @@ import numpy as np
 from fastapi import Request
 
 from medseg.errors import ModelError
+from medseg.inference.cache import ByteLRU, MemoryBudget
 from medseg.io.image import Image, LabelMap
 from medseg.io.intensity import CT_WINDOWS
 from medseg.server.config import ServerConfig
@@ -32,14 +38,14 @@ from medseg.server.views import (
 __all__ = ["ServerState", "get_state"]
 
 _DETAILS_KEPT = 64
-_AUTO_KEPT = 4  # automatic label maps kept (LRU, one per image)
 
 
 @dataclass(eq=False)
 class ServerState:
     """The datastore, label store, sessions, model and predictor pool of one app; ``auto``
     is the optional automatic model (:class:`medseg.automatic.segmenter.AutoSegmenter`,
-    the same one a :class:`medseg.Predictor` is given)."""
+    the same one a :class:`medseg.Predictor` is given); ``budget`` bounds the bytes of
+    every cache (give the datastore and sessions the same one)."""
 
     config: ServerConfig
     token: str | None
@@ -50,32 +56,33 @@ class ServerState:
     pool: PredictorPool | None = None
     warmup_ms: float = 0.0
     auto: Any = None
-    _details: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    _auto_maps: OrderedDict[str, LabelMap] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    budget: MemoryBudget = field(default_factory=MemoryBudget)
     _auto_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._details = ByteLRU(_DETAILS_KEPT, self.budget)
 
     def attach_model(self, model: Any) -> None:
         """Use the promptable ``model`` for prompts (the automatic model is ``auto``)."""
         self.model = model
-        self.pool = PredictorPool(model, self.config.max_predictors, self.config.slice_cache)
+        self.pool = PredictorPool(
+            model, self.config.max_predictors, self.config.slice_cache, self.budget
+        )
 
     def auto_segment(self, image_id: str) -> tuple[LabelMap, float]:
-        """The automatic label map of an image (cached) and the model time in ms (0 when
-        cached). Runs one image at a time: the model uses every CPU core."""
+        """The automatic label map of an image and the time in ms ``Predictor(model,
+        auto=...).set_image`` took (0 when the pool had it). Runs one image at a time: the
+        model uses every CPU core."""
         if self.auto is None:
             raise NotFound("no automatic model: start medseg serve with --auto-model MODEL_DIR")
+        image = self.datastore.load(image_id)
         with self._auto_lock:
-            cached = self._auto_maps.get(image_id)
-            if cached is not None:
-                self._auto_maps.move_to_end(image_id)
-                return cached, 0.0
-            start = time.perf_counter()
-            labels = self.auto.segment(self.datastore.load(image_id))
-            self._auto_maps[image_id] = labels
-            while len(self._auto_maps) > _AUTO_KEPT:
-                self._auto_maps.popitem(last=False)
-        return labels, (time.perf_counter() - start) * 1000
+            pool = self.require_pool()
+            cached = (image_id, "auto") in pool
+            pooled = pool.get(image_id, "auto", lambda: image, auto=self.auto)
+            with pooled.lock:
+                labels = pooled.predictor.segment_all()
+        return labels, 0.0 if cached else pooled.embed_ms
 
     def auto_info(self) -> dict[str, Any] | None:
         """The automatic model's description for ``/api/info`` (None without one)."""
@@ -92,14 +99,10 @@ class ServerState:
 
     def detail(self, entry: ImageEntry) -> dict[str, Any]:
         """Image metadata for the viewer (cached per image; the version count is fresh)."""
-        with self._lock:
-            cached = self._details.get(entry.id)
+        cached = self._details.get(entry.id)
         if cached is None:
             cached = _describe(self.datastore.load(entry.id))
-            with self._lock:
-                self._details[entry.id] = cached
-                while len(self._details) > _DETAILS_KEPT:
-                    self._details.popitem(last=False)
+            self._details.put(entry.id, cached)
         out = {**self.summary(entry), **cached}
         out["modality"] = out["modality"] or cached["modality"]
         return out

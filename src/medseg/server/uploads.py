@@ -14,12 +14,17 @@ its own pixels (a header naming a data file, ``ElementDataFile = /etc/passwd`` o
 ``data file: ...``, is refused before decoding); error messages name the
 client's file names, never server paths. Staging folders older than ``STALE_STAGING_S``
 (left by a crash) are removed when the next upload starts.
+
+A label save's JSON body (RLE) is bounded before it is read or parsed by
+:func:`label_body_limit`: the smaller of ``max_label_body_bytes`` and what a label map of
+the image can take (``LABEL_BODY_BYTES_PER_VOXEL`` per voxel plus ``LABEL_BODY_SLACK``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import secrets
 import shutil
@@ -43,12 +48,22 @@ __all__ = [
     "store_upload",
     "discard",
     "STALE_STAGING_S",
+    "label_body_limit",
+    "LABEL_BODY_BYTES_PER_VOXEL",
+    "LABEL_BODY_SLACK",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Staging folders older than this (seconds) belong to no running upload.
 STALE_STAGING_S = 3600.0
+
+#: JSON bytes a label map may take per voxel of its image: at most one run per voxel, and
+#: a run is a value (``65535,``) and a count (about 2 digits on average when every voxel
+#: is a run) plus room for whitespace.
+LABEL_BODY_BYTES_PER_VOXEL = 16
+#: Bytes for the rest of a label save: up to 1024 label names and colours, the note.
+LABEL_BODY_SLACK = 256 * 1024
 
 #: Extension -> format of accepted uploads (longest suffixes are matched first).
 UPLOAD_TYPES: dict[str, str] = {
@@ -288,6 +303,22 @@ def store_upload(datastore: Datastore, files: list[UploadedFile], max_voxels: in
         if entry.rel == rel:
             return entry
     raise InputError(f"{files[0].filename!r} was stored but is not listed as an image")
+
+
+def label_body_limit(shape: tuple[int, ...], cap: int) -> tuple[int, str]:
+    """``(largest body in bytes, what it is)`` of a label save on an image of spatial
+    ``shape`` (``(H, W)`` or ``(Z, Y, X)``): the smaller of ``cap``
+    (``max_label_body_bytes``) and ``LABEL_BODY_BYTES_PER_VOXEL`` bytes per voxel plus
+    ``LABEL_BODY_SLACK``. The text names the rule for the 413 message."""
+    voxels = math.prod(int(s) for s in shape)
+    own = LABEL_BODY_BYTES_PER_VOXEL * voxels + LABEL_BODY_SLACK
+    if own >= cap:
+        return int(cap), f"the limit of {cap:,} bytes (max_label_body_bytes)"
+    dims = " x ".join(str(int(s)) for s in shape)
+    return own, (
+        f"the {own:,} bytes a label map of this {dims} image can take "
+        f"({LABEL_BODY_BYTES_PER_VOXEL} per voxel + {LABEL_BODY_SLACK:,})"
+    )
 
 
 def discard(folder: Path) -> None:

@@ -25,6 +25,8 @@ __all__ = [
     "CachedCase",
     "class_locations",
     "plan_cache_key",
+    "dataset_cache_key",
+    "LABELS_HASH_FILE",
     "preprocess_dataset",
     "load_preprocessed",
 ]
@@ -74,6 +76,19 @@ def plan_cache_key(plan: Plan) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: A dataset folder holding this file (the fused rater dataset ``MODEL/fused_data`` of
+#: :mod:`medseg.training.raters`) ties the cache to the hash of its labels it holds.
+LABELS_HASH_FILE = "labels_hash.txt"
+
+
+def dataset_cache_key(plan: Plan, root: str | Path) -> str:
+    """:func:`plan_cache_key`, plus the labels hash of dataset ``root`` when it has a
+    :data:`LABELS_HASH_FILE` (so new fused labels rebuild the cache)."""
+    key = plan_cache_key(plan)
+    labels = Path(root) / LABELS_HASH_FILE
+    return f"{key} labels {labels.read_text().strip()}" if labels.is_file() else key
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
@@ -82,7 +97,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def preprocess_dataset(dataset: Any, plan: Plan, cache_dir: str | Path, *, seed: int = 0) -> Path:
     """Preprocess every training case of ``dataset`` into ``cache_dir`` (skips cached ones).
 
-    The cache is tied to :func:`plan_cache_key`; a different key clears it first.
+    The cache is tied to :func:`dataset_cache_key` (the plan, and the labels hash of a fused
+    rater dataset); a different key clears it first.
     """
     from tqdm import tqdm
 
@@ -90,9 +106,9 @@ def preprocess_dataset(dataset: Any, plan: Plan, cache_dir: str | Path, *, seed:
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    key_file, key = cache / "plan_key.txt", plan_cache_key(plan)
+    key_file, key = cache / "plan_key.txt", dataset_cache_key(plan, dataset.root)
     if key_file.is_file() and key_file.read_text().strip() != key:
-        log.info("plan changed: clearing preprocessed cache %s", cache)
+        log.info("plan or labels changed: clearing preprocessed cache %s", cache)
         for f in cache.glob("*"):
             f.unlink()
     with atomic_path(key_file) as tmp:

@@ -8,6 +8,10 @@ Model folder layout::
     MODEL_DIR/fold_N/validation/       predictions of the held-out cases, metrics.json
     MODEL_DIR/postprocessing.json      largest-component choice from validation
     MODEL_DIR/report/                  report.md, report.json, overlay PNGs (auto run)
+    MODEL_DIR/fused_labels/, fused_data/, raters.json   with --raters (see raters.py)
+
+:func:`prepare_fold` preprocesses and computes the splits once; ``train_fold`` and
+``validate_fold`` take its :class:`FoldData` (``medseg auto run``) or prepare it themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,16 @@ from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
 from medseg.training.ddp import DistInfo, barrier
 
-__all__ = ["plan_dataset", "ensure_plan", "train_fold", "validate_fold", "fold_name"]
+__all__ = [
+    "FoldData",
+    "plan_dataset",
+    "ensure_plan",
+    "prepare_fold",
+    "train_fold",
+    "validate_fold",
+    "scored_labels",
+    "fold_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +89,61 @@ def ensure_plan(data_dir: str | Path, model_dir: str | Path, budget: PlanBudget)
     return load_plan(path) if path.is_file() else plan_dataset(data_dir, model_dir, budget)
 
 
+@dataclass(frozen=True)
+class FoldData:
+    """One fold of a dataset, prepared once (:func:`prepare_fold`) and passed on.
+
+    ``annotated``: case id -> ``(K,)`` bools of the classes its label annotates, for the
+    partially labelled cases (:func:`medseg.data.nnunet.annotated_classes`).
+    """
+
+    dataset: Any
+    plan: Plan
+    cache: Path
+    train_ids: list[str]
+    val_ids: list[str]
+    annotated: dict[str, list[bool]] = field(default_factory=dict)
+
+
+def prepare_fold(
+    dataset: Any,
+    model_dir: str | Path,
+    fold: int | str,
+    *,
+    seed: int = 0,
+    split_mode: str = "random",
+    dist: DistInfo | None = None,
+    preprocess: bool = True,
+) -> FoldData:
+    """Preprocess (rank 0, cached; unless ``preprocess`` is False), read or write
+    ``splits.json`` (rank 0 writes, the other ranks read it after a barrier) and select the
+    fold: the one place the splits are computed.
+
+    ``dataset``: the :class:`~medseg.data.nnunet.NnunetDataset` to train on; the plan is
+    ``model_dir/plans.json``.
+    """
+    from medseg.automatic.plan import load_plan
+    from medseg.data.nnunet import annotated_classes
+    from medseg.training.cache import preprocess_dataset
+    from medseg.training.data import load_or_make_splits, select_fold
+
+    dist = dist or DistInfo()
+    model_dir = Path(model_dir)
+    plan = load_plan(model_dir / "plans.json")
+    ids = [c.case_id for c in dataset.training]
+    cache = model_dir / "preprocessed"
+    if dist.is_main:
+        if preprocess:
+            preprocess_dataset(dataset, plan, cache, seed=seed)
+        splits = load_or_make_splits(model_dir / "splits.json", ids, seed=seed, mode=split_mode)
+    barrier(dist)
+    if not dist.is_main:
+        splits = load_or_make_splits(model_dir / "splits.json", ids)
+    train_ids, val_ids = select_fold(splits, fold, ids)
+    partial = {c: annotated_classes(dataset, c, plan.label_values) for c in dataset.partial_labels}
+    return FoldData(dataset, plan, cache, train_ids, val_ids, partial)
+
+
 def train_fold(
     data_dir: str | Path,
     model_dir: str | Path,
@@ -83,39 +152,29 @@ def train_fold(
     resume: bool = False,
     split_mode: str = "random",
     dist: DistInfo | None = None,
+    prepared: FoldData | None = None,
 ) -> Any:
-    """Preprocess (rank 0, cached) and train one fold; returns the ``TrainResult``."""
-    from medseg.automatic.plan import load_plan
+    """Train one fold; returns the ``TrainResult``.
+
+    ``prepared``: the fold from :func:`prepare_fold` (then ``data_dir`` and ``split_mode``
+    are not read again); None prepares it here (preprocessing, splits).
+    """
     from medseg.data.nnunet import read_dataset
-    from medseg.training.cache import preprocess_dataset
-    from medseg.training.data import load_or_make_splits, select_fold
     from medseg.training.trainer import Trainer
 
     dist = dist or DistInfo()
     model_dir = Path(model_dir)
-    plan = load_plan(model_dir / "plans.json")
-    ds = read_dataset(data_dir)
-    ids = [c.case_id for c in ds.training]
-    cache = model_dir / "preprocessed"
-    if dist.is_main:
-        preprocess_dataset(ds, plan, cache, seed=config.seed)
-        splits = load_or_make_splits(
-            model_dir / "splits.json", ids, seed=config.seed, mode=split_mode
-        )
-    barrier(dist)
-    if not dist.is_main:
-        splits = load_or_make_splits(model_dir / "splits.json", ids)
-    train_ids, val_ids = select_fold(splits, config.fold, ids)
+    fd = prepared or prepare_fold(
+        read_dataset(data_dir), model_dir, config.fold, seed=config.seed,
+        split_mode=split_mode, dist=dist,
+    )  # fmt: skip
     if dist.distributed and config.val_patches % dist.world_size == 0:
         from dataclasses import replace
 
         config = replace(config, val_patches=config.val_patches // dist.world_size)
-    from medseg.data.nnunet import annotated_classes
-
-    partial = {c: annotated_classes(ds, c, plan.label_values) for c in ds.partial_labels}
     trainer = Trainer(
-        plan, cache, model_dir / fold_name(config.fold), train_ids, val_ids, config, dist,
-        annotated=partial,
+        fd.plan, fd.cache, model_dir / fold_name(config.fold), fd.train_ids, fd.val_ids,
+        config, dist, annotated=fd.annotated,
     )  # fmt: skip
     return trainer.train(resume=resume)
 
@@ -160,23 +219,38 @@ def _predict_cases(ds: Any, model: Any, val_ids: list[str], out: Path) -> dict[s
     return res
 
 
-def _score(res: dict[str, Any], val_ids: list[str], plan: Plan, largest: list[int]) -> tuple:
+def _score(
+    res: dict[str, Any], val_ids: list[str], plan: Plan, largest: list[int], scored: list
+) -> tuple:
+    """Metrics of the (post-processed) predictions; ``scored[i]``: the label values case
+    ``i`` is scored on (a partial case: only the classes it annotates)."""
     from medseg.automatic.postprocess import keep_largest_component
     from medseg.metrics import MetricAccumulator, evaluate_case
 
-    values = [v for v in plan.label_values if v]
     acc, rows = MetricAccumulator(), []
     for i, cid in enumerate(val_ids):
         if largest:
             res["preds"][i] = keep_largest_component(res["preds"][i], largest)
         case_rows = evaluate_case(
-            res["preds"][i], res["gts"][i], labels=values, spacing=res["spacings"][i], case=cid
+            res["preds"][i], res["gts"][i], labels=scored[i], spacing=res["spacings"][i], case=cid
         )
         for r in case_rows:
             r["name"] = plan.label_names.get(r["label"], "")
         acc.add(case_rows)
         rows += case_rows
     return acc.aggregate(), rows
+
+
+def scored_labels(fd: FoldData, case_ids: list[str]) -> list[list[int]]:
+    """Per case, the foreground label values validation scores: every class of a fully
+    labelled case, only the annotated classes of a partial one (an unannotated class reads
+    as background in its label, so scoring it would punish correct predictions)."""
+    values = fd.plan.label_values
+    out = []
+    for cid in case_ids:
+        ann = fd.annotated.get(cid, [True] * len(values))
+        out.append([v for v, a in zip(values, ann, strict=True) if v and a])
+    return out
 
 
 def validate_fold(
@@ -186,6 +260,7 @@ def validate_fold(
     *,
     tta: bool = False,
     case_ids: list[str] | None = None,
+    prepared: FoldData | None = None,
 ) -> dict[str, Any]:
     """Predict the fold's validation cases (or ``case_ids``, a subset of them) on their
     original grids and score them.
@@ -193,17 +268,18 @@ def validate_fold(
     Writes ``fold_N/validation/<case><ending>`` (raw predictions) and ``metrics.json``,
     decides largest-component post-processing (``postprocessing.json``), writes overlay PNGs
     to ``report/`` and returns metrics *after* the chosen post-processing
-    (``medseg.metrics``: Dice, HD95, NSD per class).
+    (``medseg.metrics``: Dice, HD95, NSD per class). A partially labelled case is scored,
+    and counts for the post-processing choice, only on the classes it annotates
+    (:func:`scored_labels`). ``prepared``: the fold from :func:`prepare_fold` (None: read
+    ``data_dir`` and ``splits.json`` here).
     """
     from medseg.automatic.model import AutoModel, PredictConfig
     from medseg.data.nnunet import read_dataset
-    from medseg.training.data import load_or_make_splits, select_fold
     from medseg.training.postprocessing import decide_postprocessing, save_postprocessing
 
     model_dir = Path(model_dir)
-    ds = read_dataset(data_dir)
-    ids = [c.case_id for c in ds.training]
-    _, val_ids = select_fold(load_or_make_splits(model_dir / "splits.json", ids), fold, ids)
+    fd = prepared or prepare_fold(read_dataset(data_dir), model_dir, fold, preprocess=False)
+    val_ids = fd.val_ids
     if case_ids is not None:
         unknown = sorted(set(case_ids) - set(val_ids))
         if unknown:
@@ -211,11 +287,12 @@ def validate_fold(
         val_ids = [c for c in val_ids if c in set(case_ids)]
     model = AutoModel(model_dir, PredictConfig(folds=(str(fold),), postprocess="off", tta=tta))
     out = model_dir / fold_name(fold) / "validation"
-    res = _predict_cases(ds, model, val_ids, out)
+    res = _predict_cases(fd.dataset, model, val_ids, out)
     values = [v for v in model.plan.label_values if v]
-    pp = decide_postprocessing(res["preds"], res["gts"], values)
+    scored = scored_labels(fd, val_ids)
+    pp = decide_postprocessing(res["preds"], res["gts"], values, scored=scored)
     save_postprocessing(pp, model_dir / "postprocessing.json")
-    summary, rows = _score(res, val_ids, model.plan, pp["largest_component"])
+    summary, rows = _score(res, val_ids, model.plan, pp["largest_component"], scored)
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps({"summary": summary, "cases": rows}, indent=1, default=str))
     overlays = []

@@ -19,10 +19,21 @@ __all__ = ["decide_postprocessing", "save_postprocessing"]
 
 
 def decide_postprocessing(
-    predictions: Sequence[np.ndarray], references: Sequence[np.ndarray], values: Sequence[int]
+    predictions: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    values: Sequence[int],
+    *,
+    scored: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """For each label value, compare the mean Dice over cases with and without keeping the
     largest component; enable it where the mean strictly improves.
+
+    Args:
+        predictions: predicted label maps, ``(H, W)`` or ``(Z, Y, X)`` each.
+        references: reference label maps, same shapes.
+        values: label values to decide for.
+        scored: per case, the values it may be scored on (partial labels); None = all.
+            A value no case is scored on stays disabled and gets no Dice entry.
 
     Returns:
         ``{"largest_component": [values], "dice_before": {v: d}, "dice_after": {v: d}}``.
@@ -33,11 +44,15 @@ def decide_postprocessing(
         )
     enabled, before, after = [], {}, {}
     for v in values:
-        b = [dice(p == v, r == v) for p, r in zip(predictions, references, strict=True)]
-        a = [
-            dice(keep_largest_component(p == v, [1]) > 0, r == v)
-            for p, r in zip(predictions, references, strict=True)
+        pairs = [
+            (p, r)
+            for i, (p, r) in enumerate(zip(predictions, references, strict=True))
+            if scored is None or v in scored[i]
         ]
+        if not pairs:
+            continue
+        b = [dice(p == v, r == v) for p, r in pairs]
+        a = [dice(keep_largest_component(p == v, [1]) > 0, r == v) for p, r in pairs]
         before[int(v)], after[int(v)] = float(np.mean(b)), float(np.mean(a))
         if after[int(v)] > before[int(v)]:
             enabled.append(int(v))

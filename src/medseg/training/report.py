@@ -15,7 +15,11 @@ __all__ = [
     "write_report",
     "format_summary_table",
     "format_postprocessing_table",
+    "format_rater_tables",
 ]
+
+#: At most this many cases in the report's per-case rater table (the least agreeing ones).
+MAX_RATER_CASES = 20
 
 
 def plot_training_curve(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -100,6 +104,49 @@ def format_postprocessing_table(spec: dict[str, Any], names: dict[Any, str] | No
     return "\n".join(rows)
 
 
+def format_rater_tables(raters: dict[str, Any]) -> str:
+    """Markdown: a summary line, a per-class and a per-case table of rater agreement.
+
+    ``raters`` is ``raters.json`` (:func:`medseg.training.raters.prepare_rater_dataset`).
+    Dice values are means over cases (per class: over the cases where some rater drew the
+    class); the case table keeps the :data:`MAX_RATER_CASES` cases of lowest pairwise Dice
+    when there are more, in case order.
+    """
+    names = list(raters["raters"])
+    vs = [f"{n} vs fused" for n in names]
+    lines = [
+        f"{len(names)} raters ({', '.join(names)}), fused by {raters['method']} over "
+        f"{raters['n_cases']} cases: mean pairwise Dice {_fmt(raters['mean_pairwise_dice'])}, "
+        f"mean Fleiss' kappa {_fmt(raters['mean_fleiss_kappa'])}.",
+        "",
+        "| class | cases | pairwise Dice | " + " | ".join(vs) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for value, c in raters["per_class"].items():
+        cells = [_fmt(c["dice_vs_fused"][n]) for n in names]
+        lines.append(
+            f"| {value} {c['name']} | {c['n_cases']} | {_fmt(c['pairwise_dice'])} | "
+            + " | ".join(cells) + " |"
+        )  # fmt: skip
+    cases = list(raters["cases"])
+    if len(cases) > MAX_RATER_CASES:
+        low = sorted(cases, key=lambda r: r["pairwise_dice"])[:MAX_RATER_CASES]
+        cases = [r for r in cases if r in low]
+        lines += ["", f"The {MAX_RATER_CASES} cases of lowest pairwise Dice:"]
+    lines += [
+        "",
+        "| case | pairwise Dice | Fleiss' kappa | " + " | ".join(vs) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for r in cases:
+        cells = [_fmt(r["dice_vs_fused"][n]) for n in names]
+        lines.append(
+            f"| {r['case']} | {_fmt(r['pairwise_dice'])} | {_fmt(r['fleiss_kappa'])} | "
+            + " | ".join(cells) + " |"
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
 def _postprocessing_lines(info: dict[str, Any]) -> list[str]:
     spec = info.get("postprocessing")
     if not spec or not (spec.get("dice_before") or spec.get("dice_after")):
@@ -121,7 +168,8 @@ def write_report(out_dir: str | Path, info: dict[str, Any]) -> Path:
 
     ``info`` keys: ``dataset``, ``plan_notes``, ``fold``, ``train`` (iterations, seconds...),
     ``summary`` (``MetricAccumulator.aggregate()``), ``postprocessing``, ``cases`` (per-case
-    rows), ``timings``, ``overlays`` (relative PNG paths), ``curve``, ``warnings``.
+    rows), ``timings``, ``overlays`` (relative PNG paths), ``curve``, ``warnings`` and,
+    when training fused several raters, ``raters`` (``raters.json``).
     """
     out = Path(out_dir)
     with atomic_path(out / "report.json") as tmp:
@@ -149,6 +197,8 @@ def write_report(out_dir: str | Path, info: dict[str, Any]) -> Path:
         "",
         *_postprocessing_lines(info),
     ]
+    if info.get("raters"):
+        lines += ["## Raters", "", format_rater_tables(info["raters"]), ""]
     if info.get("warnings"):
         lines += ["## Warnings", "", *[f"- {w}" for w in info["warnings"]], ""]
     lines += ["## Plan", "", *[f"- {n}" for n in info["plan_notes"]], ""]

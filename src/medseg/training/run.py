@@ -44,6 +44,10 @@ class RunOptions:
     ``max_val_cases_all``: with ``fold="all"`` the "validation" cases are training cases
     (no held-out estimate, only a sanity check and the post-processing choice), so at most
     this many of them, evenly spread, are predicted and the budget goes to training.
+
+    ``raters``: None = train on ``labelsTr``; rater label folders (or ``()`` for
+    ``DATA/labelsTr_*``) = fuse them with ``fuse_method`` first and train on the fused labels
+    (:mod:`medseg.training.raters`).
     """
 
     time_budget_s: float | None = 1800.0
@@ -57,6 +61,8 @@ class RunOptions:
     tta: bool = False
     resume: bool = False
     max_val_cases_all: int = 4
+    raters: tuple[str, ...] | None = None
+    fuse_method: str = "staple"
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -148,11 +154,11 @@ def _train_config(opts: RunOptions, train_budget: float | None) -> Any:
 
 
 def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any]:
-    """Check, plan (or reuse the plan), preprocess and split; timed."""
+    """Check, plan (or reuse the plan), then :func:`~medseg.training.pipeline.prepare_fold`
+    (preprocess and split, once for the whole run); timed."""
     from medseg.automatic.network import measure_flops_per_second
-    from medseg.training.cache import preprocess_dataset
-    from medseg.training.data import load_or_make_splits, select_fold, spread_subset
-    from medseg.training.pipeline import ensure_plan
+    from medseg.training.data import spread_subset
+    from medseg.training.pipeline import ensure_plan, prepare_fold
 
     ds, issues = _check(data_dir)
     budget = PlanBudget(
@@ -164,16 +170,12 @@ def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any
     )
     plan = ensure_plan(data_dir, model_dir, budget)
     t0 = time.perf_counter()
-    preprocess_dataset(ds, plan, model_dir / "preprocessed", seed=opts.seed)
-    ids = [c.case_id for c in ds.training]
-    splits = load_or_make_splits(
-        model_dir / "splits.json", ids, seed=opts.seed, mode=opts.split_mode
-    )
-    train_ids, val_ids = select_fold(splits, opts.fold, ids)
+    fold = prepare_fold(ds, model_dir, opts.fold, seed=opts.seed, split_mode=opts.split_mode)
+    val_ids = fold.val_ids
     if opts.fold == "all":
         val_ids = spread_subset(val_ids, opts.max_val_cases_all)
-    return {"ds": ds, "issues": issues, "plan": plan, "train_ids": train_ids,
-            "val_ids": val_ids, "preprocess_s": time.perf_counter() - t0}  # fmt: skip
+    return {"ds": ds, "issues": issues, "plan": plan, "fold": fold, "val_ids": val_ids,
+            "preprocess_s": time.perf_counter() - t0}  # fmt: skip
 
 
 def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> Path:
@@ -183,7 +185,14 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
 
     t0 = time.perf_counter()
     data_dir, model_dir = Path(data_dir), Path(model_dir)
+    raters = None
     with remove_if_created(model_dir):
+        if opts.raters is not None:
+            from medseg.training.raters import prepare_rater_dataset
+
+            data_dir, raters = prepare_rater_dataset(
+                data_dir, model_dir, opts.raters, opts.fuse_method
+            )
         prep = _prepare(data_dir, model_dir, opts)
     plan, val_ids = prep["plan"], prep["val_ids"]
     train_budget = None
@@ -194,16 +203,19 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
         train_budget = max(remaining - reserve, 0.5 * remaining, 1.0)
         log.info("training budget %.0f s (%.0f s reserved for validation)", train_budget, reserve)
     t_train = time.perf_counter()
+    fold = prep["fold"]
     result = train_fold(data_dir, model_dir, _train_config(opts, train_budget),
-                        resume=opts.resume, split_mode=opts.split_mode)  # fmt: skip
+                        resume=opts.resume, prepared=fold)  # fmt: skip
     train_s = time.perf_counter() - t_train
-    val = validate_fold(data_dir, model_dir, opts.fold, tta=opts.tta, case_ids=val_ids)
+    val = validate_fold(
+        data_dir, model_dir, opts.fold, tta=opts.tta, case_ids=val_ids, prepared=fold
+    )
     report_dir = model_dir / "report"
     train = {
         "iterations": result.iterations,
         "total_iterations": result.total_iterations,
         "time_budget_s": opts.time_budget_s,
-        "n_train": len(prep["train_ids"]),
+        "n_train": len(fold.train_ids),
         "n_val": len(val_ids),
         "finished": result.finished,
         "best_ema_pseudo_dice": result.best_ema_dice,
@@ -226,6 +238,7 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
         "overlays": [str(p.relative_to(report_dir)) for p in val["overlays"]],
         "curve": f"../{fold_name(opts.fold)}/training_curve.png",
         "warnings": _warnings(plan, result, val, opts, prep["issues"]),
+        "raters": raters,
     }
     return write_report(report_dir, info)
 

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,64 +25,17 @@ import torch
 from medseg.automatic.plan import Plan
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
-from medseg.training.augment import (
-    AugmentConfig,
-    extended_patch_size,
-    intensity_augment,
-    spatial_augment,
-)
+from medseg.training.augment import extended_patch_size, intensity_augment, spatial_augment
 from medseg.training.cache import load_preprocessed
 from medseg.training.data import PatchSampler
 from medseg.training.ddp import DistInfo, all_reduce_sum, broadcast_object
 from medseg.training.losses import marginal_deep_supervision
+from medseg.training.pseudo_dice import class_counts, pseudo_dice
+from medseg.training.train_config import TrainConfig, TrainResult
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training options (serialised to ``train_config.json`` in the fold folder).
-
-    Exactly one of ``time_budget_s`` and ``iterations`` must be set. ``stop_after`` ends the
-    session after that many iterations as an interruption would (checkpoint, no final).
-    """
-
-    fold: int | str = 0
-    time_budget_s: float | None = None
-    iterations: int | None = None
-    target_epochs: int = 50
-    initial_lr: float = 1e-2
-    momentum: float = 0.99
-    weight_decay: float = 3e-5
-    grad_clip: float = 12.0
-    oversample_foreground: float = 0.33
-    val_patches: int = 8
-    deep_supervision: bool = True
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    timing_iterations: int = 5
-    seed: int = 0
-    stop_after: int | None = None
-    checkpoint_every_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if (self.time_budget_s is None) == (self.iterations is None):
-            raise InputError("give either a time budget or a number of iterations")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise InputError(f"time budget must be positive, got {self.time_budget_s}")
-        if self.iterations is not None and self.iterations < 1:
-            raise InputError(f"iterations must be >= 1, got {self.iterations}")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    iterations: int
-    total_iterations: int
-    elapsed_s: float
-    finished: bool
-    best_ema_dice: float
-    history: list[dict[str, Any]]
 
 
 def _poly_lr(lr0: float, it: int, total: int) -> float:
@@ -217,7 +170,8 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, Any]:
-        """Pseudo-Dice per class on fixed random validation patches (nnU-Net style)."""
+        """Pseudo-Dice per class on fixed random validation patches (nnU-Net style,
+        :mod:`medseg.training.pseudo_dice`)."""
         rng = np.random.default_rng([self.cfg.seed, 7, self.dist.rank])
         lead = (1,) if self.plan.sample_patch_size != self.plan.patch_size else ()
         sampler = PatchSampler(self.val_cases, (*lead, *self.net_patch), 0.5, rng)
@@ -228,16 +182,9 @@ class Trainer:
         pred = logits.argmax(1)
         k = self.plan.num_classes
         ann = torch.from_numpy(sampler.annotated(k)).to(self.device)
-        stats = torch.zeros(3, k, dtype=torch.float64)
-        for c in range(1, k):
-            keep = ann[:, c].view(-1, *[1] * (pred.ndim - 1))  # samples annotating class c
-            p, t = (pred == c) & keep, (y[:, 0] == c) & keep
-            stats[:, c] = torch.tensor([(p & t).sum(), (p & ~t).sum(), (~p & t).sum()])
-        stats = all_reduce_sum(stats, self.dist)
+        stats = all_reduce_sum(class_counts(pred, y[:, 0], ann, k), self.dist)
         loss_t = all_reduce_sum(torch.tensor([float(loss)]), self.dist) / self.dist.world_size
-        tp, fp, fn = stats
-        denom = 2 * tp + fp + fn
-        dice = [float(2 * tp[c] / denom[c]) if denom[c] > 0 else float("nan") for c in range(1, k)]
+        dice = pseudo_dice(stats)
         finite = [d for d in dice if np.isfinite(d)]
         return {
             "val_loss": float(loss_t),

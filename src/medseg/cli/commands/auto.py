@@ -12,6 +12,7 @@ from pathlib import Path
 
 from medseg.cli.arguments import parse_duration
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
+from medseg.cli.image_input import image_ref, is_remote, push_needs_remote, segment_remote
 from medseg.errors import InputError
 
 NAME = "auto"
@@ -56,6 +57,30 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _rater_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--raters", nargs="*", metavar="DIR", default=None,
+        help="train on the fusion of several raters' label folders (one <case><ending> file "
+        "per training case each): the DIRs given, or with no DIR the dataset's "
+        "labelsTr_<rater>/ folders; fused once into MODEL/fused_labels, agreement in "
+        "MODEL/raters.json",
+    )  # fmt: skip
+    p.add_argument(
+        "--fuse", choices=("staple", "vote"), default=None,
+        help="with --raters: STAPLE thresholded at 0.5, or majority vote (ties -> background) "
+        "(default staple)",
+    )  # fmt: skip
+
+
+def _rater_options(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, str]:
+    """``(rater folders or None, fusion method)``; ``--fuse`` alone is an error."""
+    if args.raters is None:
+        if args.fuse is not None:
+            raise InputError("--fuse only applies with --raters")
+        return None, "staple"
+    return tuple(str(d) for d in args.raters), args.fuse or "staple"
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
@@ -98,12 +123,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="random seed of the fold split, preprocessing sampling and training "
         "(default %(default)s)",
     )  # fmt: skip
+    _rater_args(p)
     _plan_args(p)
     _common(p)
     p = sub.add_parser("predict", help="segment a file or an imagesTs-style folder")
     p.add_argument("model", type=Path, help="trained medseg auto model folder")
-    p.add_argument("input", type=Path, help="image file, or folder of images named like imagesTs")
-    p.add_argument("out", type=Path, help="output folder (files named by case id)")
+    p.add_argument(
+        "input", type=image_ref,
+        help="image file, folder of images named like imagesTs, or a DICOMweb series "
+        "dicomweb://host:port/prefix/studies/STUDY/series/SERIES",
+    )  # fmt: skip
+    p.add_argument(
+        "out", type=Path,
+        help="output folder (files named by case id); for a DICOMweb input a DICOM-SEG: a "
+        ".dcm file, or a folder that gets SERIES.dcm",
+    )  # fmt: skip
+    p.add_argument(
+        "--push", action="store_true",
+        help="with a DICOMweb input: store the DICOM-SEG on that server (STOW-RS)",
+    )  # fmt: skip
     add_auto_predict_options(p)
     p.add_argument(
         "--adapt", action="store_true",
@@ -157,6 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="random seed of the fold split, preprocessing sampling and training "
         "(default %(default)s)",
     )  # fmt: skip
+    _rater_args(p)
     _plan_args(p)
     _common(p)
 
@@ -220,19 +259,37 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fuse_raters(args: argparse.Namespace, raters: tuple[str, ...], method: str) -> Path:
+    from medseg.training.raters import prepare_rater_dataset
+
+    data, summary = prepare_rater_dataset(args.data, args.out, raters, method)
+    print(
+        f"fused {len(summary['raters'])} raters ({method}) of {summary['n_cases']} cases into "
+        f"{args.out / 'fused_labels'}: mean pairwise Dice {summary['mean_pairwise_dice']:.3f}, "
+        f"Fleiss' kappa {summary['mean_fleiss_kappa']:.3f} (per case and class: "
+        f"{args.out / 'raters.json'})"
+    )
+    return data
+
+
 def _train(args: argparse.Namespace) -> int:
     from medseg.training.ddp import barrier, cleanup, init_distributed
     from medseg.training.pipeline import plan_dataset, train_fold
+    from medseg.training.raters import fused_data_dir
     from medseg.training.run import preprocess_model_dir, remove_if_created
     from medseg.training.trainer import TrainConfig
 
+    raters, method = _rater_options(args)
+    data = args.data if raters is None else fused_data_dir(args.out)
     dist = init_distributed()
     try:
         if dist.is_main:
             with remove_if_created(args.out):  # a failed check leaves no half-built folder
+                if raters is not None:
+                    data = _fuse_raters(args, raters, method)
                 if not (args.out / "plans.json").is_file():
-                    plan_dataset(args.data, args.out, _budget(args, args.time_budget or 1800.0))
-                preprocess_model_dir(args.data, args.out, seed=args.seed)
+                    plan_dataset(data, args.out, _budget(args, args.time_budget or 1800.0))
+                preprocess_model_dir(data, args.out, seed=args.seed)
         barrier(dist)
         cfg = TrainConfig(
             fold=args.fold,
@@ -241,7 +298,7 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         result = train_fold(
-            args.data, args.out, cfg, resume=args.resume, split_mode=args.split_mode, dist=dist
+            data, args.out, cfg, resume=args.resume, split_mode=args.split_mode, dist=dist
         )
         # every rank done with its collectives before any leaves the group: a rank that
         # destroyed the group while another still used it aborted gloo (SIGABRT, seen once)
@@ -261,6 +318,8 @@ def _predict(args: argparse.Namespace) -> int:
     from medseg.automatic.model import AutoModel, PredictConfig
     from medseg.automatic.predict import predict_folder
 
+    if args.push:
+        push_needs_remote(args.input)
     cfg = PredictConfig(**auto_predict_options(args))
     model = AutoModel(args.model, cfg)
     if args.adapt:
@@ -269,13 +328,15 @@ def _predict(args: argparse.Namespace) -> int:
         model = AdaptedModel(
             model, AdaptConfig(steps=args.adapt_steps, max_seconds=args.adapt_time)
         )
-    written = predict_folder(
-        model,
-        args.input,
-        args.out,
-        num_parts=args.num_parts,
-        part_id=args.part_id,
-    )
+    if is_remote(args.input):  # WADO-RS in, DICOM-SEG out (and STOW-RS with --push)
+        seg, pushed = segment_remote(args.input, args.out, model.predict, push=args.push)
+        written = [seg]
+        if pushed:
+            print(f"stored {seg.name} on {pushed}")
+    else:
+        written = predict_folder(
+            model, args.input, args.out, num_parts=args.num_parts, part_id=args.part_id
+        )
     if args.adapt:
         print(model.summary())
     print(f"wrote {len(written)} segmentation(s) to {args.out}")
@@ -285,6 +346,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from medseg.training.run import RunOptions, run_auto
 
+    raters, method = _rater_options(args)
     opts = RunOptions(
         time_budget_s=args.time_budget,
         iterations=args.iterations,
@@ -297,6 +359,8 @@ def _run(args: argparse.Namespace) -> int:
         tta=args.tta,
         resume=args.resume,
         max_val_cases_all=args.max_val_cases,
+        raters=raters,
+        fuse_method=method,
     )
     report = run_auto(args.data, args.out, opts)
     print(report.read_text())

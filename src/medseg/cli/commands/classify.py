@@ -20,11 +20,13 @@ __all__ = ["NAME", "HELP", "add_arguments", "run"]
 log = logging.getLogger(__name__)
 
 # Kept here so that ``medseg --help`` does not import numpy; a test checks they match
-# medseg.classify.networks.NETWORKS, medseg.classify.data.TASKS and corrupt.SEVERITIES.
+# medseg.classify.networks.NETWORKS, medseg.classify.data.TASKS, corrupt.SEVERITIES and
+# losses.LOSSES.
 MODELS = ("auto", "resnet18", "efficientnet-lite0", "cnn3d", "tinyvit")
 TASKS = ("binary", "multi-class", "ordinal", "multi-label")
 SPLITS = ("train", "val", "test")
 SEVERITIES = (1, 2, 3, 4, 5)
+LOSSES = ("ce", "ordinal", "sord")
 
 
 def _int_at_least(text: str, low: int) -> int:
@@ -65,7 +67,7 @@ def _add_train(sub: Any) -> None:
         "--model",
         choices=MODELS,
         default=None,
-        help="network (default auto: efficientnet-lite0 for 2D, cnn3d for 3D)",
+        help="network (default auto: tinyvit with one augmented train copy for 2D, cnn3d for 3D)",
     )
     p.add_argument(
         "--baseline",
@@ -95,6 +97,20 @@ def _add_train(sub: Any) -> None:
         nargs="+",
         metavar="NAME",
         help="class names in label order (folder/CSV; default: sorted labels)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=LOSSES,
+        help="training loss (default ce); for ordinal grades: ordinal (cross-entropy + "
+        "cumulative P(y>k) BCE) or sord (soft labels toward neighbouring grades)",
+    )
+    p.add_argument(
+        "--feature-augment",
+        type=_non_negative_int,
+        metavar="N",
+        help="tinyvit: add N augmented copies of the train split (flips, affine, MedMNIST-C "
+        "corruptions; encoded once, cached) to the head's data (default 1 with --model "
+        "auto on 2D data, else 0)",
     )
     p.add_argument("--no-augment", action="store_true", help="no training augmentation")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
@@ -202,6 +218,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "select": args.select,
+        "loss": args.loss,
+        "feature_augment_copies": args.feature_augment,
     }
     out = {k: v for k, v in given.items() if v is not None}
     out.update(time_budget_s=args.time_budget, seed=args.seed, progress=not args.no_progress)

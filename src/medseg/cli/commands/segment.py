@@ -18,6 +18,10 @@ Examples::
 The default model, ``default`` (``litemedsam+interactive``: LiteMedSAM for a box, its 3D
 propagation included, medseg-interactive for clicks, scribbles and corrections), takes every
 prompt kind; LiteMedSAM alone (``--model litemedsam``) takes boxes only.
+Coordinates are 0-based array indices ``x`` (column), ``y`` (row), ``z`` (``--slice``) of
+the image as stored, as the web app's cursor readout and "Copy as CLI" show them; volumes
+are segmented on their slices as the app shows them (radiological orientation), so a box
+gives the app's mask (see README, "Coordinates").
 ``--model MODEL_DIR``, a folder written by ``medseg auto train``/``run``, segments
 without prompts (the whole label map, or class ``--label K``); with prompts it
 writes class K (default: the first foreground class) as corrected by
@@ -34,6 +38,7 @@ from typing import Any
 
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
 from medseg.cli.image_input import check_push, image_ref, load_input, push_seg, source_of
+from medseg.cli.prompt_args import command_prompts
 from medseg.cli.segment_output import (
     ListTargets,
     cli_prompt_message,
@@ -45,6 +50,7 @@ from medseg.cli.segment_output import (
     text_line,
     text_prompts,
 )
+from medseg.cli.segment_view import display_frame
 from medseg.errors import InputError, PromptError
 
 NAME = "segment"
@@ -57,62 +63,7 @@ __all__ = [
     "HELP",
     "add_arguments",
     "run",
-    "parse_numbers",
-    "parse_point",
-    "parse_scribble",
 ]
-
-
-def parse_numbers(text: str, n: int | tuple[int, ...], what: str) -> tuple[float, ...]:
-    """``"1,2,3,4"`` -> ``(1.0, 2.0, 3.0, 4.0)``; raises ``PromptError`` naming ``what``."""
-    counts = (n,) if isinstance(n, int) else n
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError as exc:
-        raise PromptError(f"{what} {text!r} must be comma-separated numbers") from exc
-    if len(values) not in counts:
-        raise PromptError(f"{what} {text!r} needs {' or '.join(map(str, counts))} numbers")
-    return values
-
-
-def parse_point(text: str) -> tuple[tuple[float, ...], int]:
-    """``"x,y[,z][:label]"`` -> ``((x, y[, z]), label)``, label 1 (default) or 0."""
-    coords, _, label = text.partition(":")
-    xyz = parse_numbers(coords, (2, 3), "point")
-    if label not in ("", "0", "1"):
-        raise PromptError(f"point label in {text!r} must be 1 (foreground) or 0 (background)")
-    return xyz, int(label or 1)
-
-
-def parse_scribble(text: str) -> dict[str, Any]:
-    """``"x,y;x,y;...[:label]"`` -> ``{"points": [(x, y), ...], "label": 1 or 0}``; points
-    may also be separated by spaces."""
-    coords, _, label = text.partition(":")
-    if label not in ("", "0", "1"):
-        raise PromptError(f"scribble label in {text!r} must be 1 (foreground) or 0 (background)")
-    parts = [p for p in coords.replace(";", " ").split() if p]
-    if not parts:
-        raise PromptError(f"scribble {text!r} has no points: give x,y;x,y;...[:label]")
-    points = [parse_numbers(p, 2, "scribble point") for p in parts]
-    return {"points": points, "label": int(label or 1)}
-
-
-def _scribble_mask(path: Path, shape: tuple[int, ...]) -> Any:
-    """``(2, H, W)`` positive/negative scribbles from a label image: 1 = positive,
-    2 = negative, 0 = none; ``shape`` is the image's (or one slice's) ``(H, W)``."""
-    import numpy as np
-
-    import medseg.io as mio
-
-    arr = np.asarray(mio.load(path).array)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., 0]
-    if arr.shape != shape:
-        raise PromptError(f"{path}: scribble mask has shape {arr.shape}, the image {shape}")
-    bad = ~np.isin(arr, (0, 1, 2))
-    if bad.any():
-        raise PromptError(f"{path}: scribble mask values must be 0, 1 (positive) or 2 (negative)")
-    return np.stack([arr == 1, arr == 2])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -216,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overlay",
         type=Path,
         help="also write an overlay PNG (the mask, boxes, points and scribbles on the "
-        "prompted slice, in array orientation: row 0 at the top, column 0 at the left)",
+        "prompted slice, shown as the web app shows it: radiological orientation)",
     )
     parser.add_argument("--window", help="CT window preset (default soft_tissue for CT)")
     parser.add_argument("--modality", help="override the image's modality (e.g. CT, MR)")
@@ -225,43 +176,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", type=Path, help="folder for the ONNX export cache")
     add_auto_predict_options(parser)
-
-
-def _prompts(args: argparse.Namespace, shape: tuple[int, ...]) -> dict[str, Any]:
-    """predict() keyword arguments from the command line (``shape``: the image's spatial
-    shape)."""
-    is_3d = len(shape) == 3
-    kw: dict[str, Any] = {}
-    boxes = [parse_numbers(b, 4, "box") for b in args.box]
-    if len(boxes) == 1:
-        kw["box"] = boxes[0]
-    elif boxes:
-        kw["boxes"] = boxes
-    if args.box3d:
-        kw["box3d"] = parse_numbers(args.box3d, 6, "box3d")
-    slice_index = args.slice
-    if args.point:
-        parsed = [parse_point(p) for p in args.point]
-        zs = {xyz[2] for xyz, _ in parsed if len(xyz) == 3}
-        if zs and not is_3d:
-            raise PromptError("points with a z coordinate need a 3D image")
-        if len(zs) > 1 or (zs and slice_index is not None and zs != {slice_index}):
-            raise PromptError("all points must be on one slice (the --slice)")
-        if zs:
-            slice_index = int(zs.pop())
-        kw["points"] = [xyz[:2] for xyz, _ in parsed]
-        kw["point_labels"] = [lab for _, lab in parsed]
-    if args.scribble and args.scribble_mask:
-        raise PromptError("give --scribble or --scribble-mask, not both")
-    if args.scribble:
-        kw["scribbles"] = [parse_scribble(s) for s in args.scribble]
-    if args.scribble_mask:
-        kw["scribbles"] = _scribble_mask(args.scribble_mask, tuple(shape[-2:]))
-    if "scribbles" in kw and is_3d and slice_index is None:
-        raise PromptError("scribbles on a volume need --slice (the slice they are drawn on)")
-    if slice_index is not None:
-        kw["slice_index"] = slice_index
-    return kw
 
 
 def _has_prompt(kw: dict[str, Any]) -> bool:
@@ -377,7 +291,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
     irregular = "mean" if args.allow_irregular_slices else "error"
     image = load_input(args, stack, irregular=irregular)
-    kw = text_prompts(args.text, _prompts(args, tuple(image.shape)))
+    kw = text_prompts(args.text, command_prompts(args, tuple(image.shape)))
     auto = _is_auto_model(args.model)
     if not _has_prompt(kw) and not auto:
         raise PromptError(
@@ -401,11 +315,14 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if auto:
         overrides |= auto_predict_options(args)
     predictor = Predictor(args.model, window=args.window, **overrides)
-    predictor.set_image(image, modality=args.modality)
+    # prompts: array indices; the model sees the slices as the app shows them (segment_view)
+    shown, shown_kw, back = (image, kw, None) if auto else display_frame(image, kw)
+    predictor.set_image(shown, modality=args.modality)
     if predictor.auto is not None:
         labels, z = _segment_auto(args, predictor, kw, image, values)
     else:
-        labels, z = _segment_prompted(predictor, kw, image, values)
+        labels, z = _segment_prompted(predictor, shown_kw, image, values)
+        labels = back(labels) if back else labels
     out = _write(args, image, labels, out)
     print(f"wrote {out}")
     pushed = push_seg(args, out)

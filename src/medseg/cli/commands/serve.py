@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 400000000: a 512 x 512 x 600 CT is 157 M)",
     )  # fmt: skip
     parser.add_argument(
+        "--cache-mb", type=int, default=2048, metavar="MB",
+        help="memory budget in MiB of all the server's caches together (decoded images, "
+        "embeddings, automatic masks); least recently used entries are dropped first",
+    )  # fmt: skip
+    parser.add_argument(
         "--cors-origin", action="append", default=[], metavar="ORIGIN",
         help="allow this browser origin to call the API (repeatable; default: none)",
     )  # fmt: skip
@@ -66,6 +71,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "automatic masks, which the prompts then correct",
     )  # fmt: skip
     add_auto_predict_options(parser)
+    parser.add_argument(
+        "--dicomweb", default=None, metavar="URL",
+        help="also list the image series of this DICOMweb server (QIDO-RS), e.g. Orthanc's "
+        "http://127.0.0.1:8042/dicom-web (a .../studies/STUDY URL: that study only); a series "
+        "is fetched (WADO-RS) into DATA_DIR/.dicomweb/ when opened",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dicomweb-cache-mb", type=int, default=4096, metavar="MB",
+        help="disk space in MiB of fetched DICOMweb series (least recently used removed first)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dicomweb-push", action="store_true",
+        help="with --dicomweb: a label saved from a MONAI Label viewer on a DICOMweb series is "
+        "also stored on the server as a DICOM-SEG (STOW-RS)",
+    )  # fmt: skip
     parser.add_argument("--open", action="store_true", help="open the app in a web browser")
 
 
@@ -90,9 +110,13 @@ def _config(args: argparse.Namespace) -> object:
         model_options=tuple((k, v) for k, v in options.items() if v is not None),
         auth=not args.no_auth,
         max_upload_bytes=args.max_upload_mb * MiB,
+        cache_bytes=args.cache_mb * MiB,
         cors_origins=tuple(args.cors_origin),
         auto_model=args.auto_model,
         auto_options=tuple(auto_predict_options(args).items()),
+        dicomweb=args.dicomweb,
+        dicomweb_cache_bytes=args.dicomweb_cache_mb * MiB,
+        dicomweb_push=args.dicomweb_push,
         **{k: v for k, v in limits.items() if v is not None},
     )
 
@@ -133,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     url = dataclasses.replace(config, port=port).url(app.state.medseg.token)
     sys.stdout.write(f"medseg annotation server on {config.data_dir}\n  open {url}\n")
+    if config.dicomweb:
+        sys.stdout.write(f"  DICOMweb series from {app.state.medseg.datastore.remote.ref}\n")
     sys.stdout.flush()
     if args.open:
         import threading

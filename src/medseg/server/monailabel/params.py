@@ -20,6 +20,11 @@ Two styles are understood:
   values come from ``label_names`` (else 1, 2, ... in key order); a ``roi`` box belongs to
   the object named by ``label`` (else the first).
 
+Text prompts (models whose ``/info/`` entry has ``"text": true``): ``"text": "liver"`` or
+``"text": ["liver", "spleen"]`` (one label per phrase, values 1..n, named by the phrase),
+alone or with one object's clicks (one phrase only), which correct the text mask; the
+phrases themselves are checked by :meth:`medseg.Predictor.predict`.
+
 Other keys MONAI Label clients send (``client_id``, ``label``, ``result_extension``,
 ``result_dtype``, ``result_compress``, ``restore_label_idx``, model config) are read where
 they matter and otherwise ignored.
@@ -45,8 +50,11 @@ _RESERVED = {
     "foreground", "background", "label", "label_names", "client_id", "result_extension",
     "result_dtype", "result_compress", "restore_label_idx", "device", "model", "image",
     "session", "largest_cc", "pipeline", "cache_transforms", "label_info", "roi", "slice",
+    "text",
 }  # fmt: skip
 _MAX_CLICKS = 1000
+_MAX_PHRASES = 16
+_MAX_PHRASE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -72,13 +80,15 @@ class ClickObject:
 
 @dataclass(frozen=True)
 class InferParams:
-    """A parsed ``params`` part: the objects (empty = no clicks), result file format."""
+    """A parsed ``params`` part: the objects (empty = no clicks), result file format and
+    the text prompt's phrases (empty = none)."""
 
     objects: tuple[ClickObject, ...]
     extension: str = ".nii.gz"
     dtype: Any = np.uint8
     compress: bool = True
     raw: dict[str, Any] | None = None
+    text: tuple[str, ...] = ()
 
 
 def _clicks(value: Any, what: str, ndim: int) -> np.ndarray:
@@ -171,6 +181,27 @@ def _objects(raw: dict[str, Any], ndim: int) -> tuple[ClickObject, ...]:
     return tuple(objects)
 
 
+def _text(raw: dict[str, Any]) -> tuple[str, ...]:
+    """``text``: a phrase or a list of phrases -> tuple of phrases (``()`` when absent);
+    raises ``InputError`` for other JSON types, too many, too long or repeated phrases."""
+    value = raw.get("text")
+    if value is None:
+        return ()
+    phrases = [value] if isinstance(value, str) else value
+    if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+        raise InputError(f"text must be a phrase or a list of phrases (strings), e.g. "
+                         f'"liver" or ["liver", "spleen"]; got {type(value).__name__}')  # fmt: skip
+    if not 1 <= len(phrases) <= _MAX_PHRASES:
+        raise InputError(f"text must hold 1 to {_MAX_PHRASES} phrases, got {len(phrases)}")
+    for phrase in phrases:
+        if len(phrase) > _MAX_PHRASE_CHARS:
+            raise InputError(f"text phrase {phrase[:40]!r}... is longer than "
+                             f"{_MAX_PHRASE_CHARS} characters")  # fmt: skip
+    if len(set(phrases)) != len(phrases):
+        raise InputError(f"text phrases {phrases} repeat; give each target once")
+    return tuple(phrases)
+
+
 def _result_format(raw: dict[str, Any]) -> tuple[str, Any, bool]:
     ext = str(raw.get("result_extension") or ".nii.gz").lower()
     if ext not in RESULT_EXTENSIONS:
@@ -186,8 +217,8 @@ def _result_format(raw: dict[str, Any]) -> tuple[str, Any, bool]:
 def parse_params(text: str | None, ndim: int) -> InferParams:
     """Parse the ``params`` form field (JSON object) for an image with ``ndim`` dimensions.
 
-    Raises ``InputError`` (HTTP 400) for malformed JSON or options and ``PromptError``
-    (HTTP 422) for malformed clicks.
+    Raises ``InputError`` (HTTP 400) for malformed JSON, options or ``text`` and
+    ``PromptError`` (HTTP 422) for malformed clicks.
     """
     try:
         raw = json.loads(text or "{}")
@@ -196,4 +227,5 @@ def parse_params(text: str | None, ndim: int) -> InferParams:
     if not isinstance(raw, dict):
         raise InputError(f"params must be a JSON object, got {type(raw).__name__}")
     ext, dtype, compress = _result_format(raw)
-    return InferParams(_objects(raw, ndim), ext, dtype, compress, raw)
+    text = _text(raw)
+    return InferParams(_objects(raw, ndim), ext, dtype, compress, raw, text)

@@ -21,6 +21,7 @@ from fastapi.responses import Response
 
 from medseg.errors import InputError, MedsegError
 from medseg.server.datastore import ImageEntry, NotFound
+from medseg.server.dicomweb_source import DicomwebEntry
 from medseg.server.labelstore import LabelInfo
 from medseg.server.monailabel.images import (
     download_name,
@@ -37,7 +38,7 @@ from medseg.server.monailabel.images import (
 from medseg.server.monailabel.results import file_response, label_file_bytes
 from medseg.server.sessions import Session
 from medseg.server.state import ServerState, get_state
-from medseg.server.uploads import UploadedFile, safe_filename, store_upload
+from medseg.server.uploads import UploadedFile, label_body_limit, safe_filename, store_upload
 
 __all__ = ["router", "session_info", "upload_image", "TAG_NOTE"]
 
@@ -146,7 +147,10 @@ def save_label(
     img = state.datastore.load(entry.id)
     suffix = label_suffix(label.filename)
     with scratch() as folder:
-        path = stage_file(label, folder, "label" + suffix, state.config.max_upload_bytes)
+        # one rule for every label save: at most what a label map of this image can take
+        limit, _ = label_body_limit(img.shape, state.config.max_label_body_bytes)
+        limit = min(limit, state.config.max_upload_bytes)
+        path = stage_file(label, folder, "label" + suffix, limit)
         try:
             arr = read_label_file(path, img)
         except InputError as exc:  # name the client's file, not the scratch path
@@ -156,8 +160,36 @@ def save_label(
     if values and values[-1] > 65535:
         raise InputError(f"label value {values[-1]} is larger than 65535")
     note = TAG_NOTE.format(tag=tag or "final")
-    info = state.labels.save(entry, img, arr, _label_infos(extra, values), note)
-    return {"image": image, "label": image, "tag": tag or "final", "version": info.version}
+    infos = _label_infos(extra, values)
+    info = state.labels.save(entry, img, arr, infos, note)
+    out = {"image": image, "label": image, "tag": tag or "final", "version": info.version}
+    pushed = _push(state, entry, img, arr, {i.value: i.name for i in infos}, extra, info.version)
+    return out if pushed is None else {**out, "dicomweb": pushed}
+
+
+def _push(
+    state: ServerState, entry: ImageEntry, img: Any, arr: np.ndarray, names: dict[int, str],
+    extra: dict[str, Any], version: int,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Store a saved label of a DICOMweb series as a DICOM-SEG on the server when
+    ``params.push`` says so (default: ``--dicomweb-push``); None when not pushed."""
+    asked = "push" in extra
+    if not extra.get("push", state.config.dicomweb_push):
+        return None
+    source = getattr(state.datastore, "remote", None)
+    if source is None or not isinstance(entry, DicomwebEntry):
+        if asked:
+            raise InputError(f"label saved as version {version}; push: {entry.name} is not a "
+                             "series of the DICOMweb server (medseg serve --dicomweb)")  # fmt: skip
+        return None
+    if not names:
+        return {"skipped": "the label map is empty: no DICOM-SEG stored"}
+    try:
+        return source.push_labels(entry, img, arr, names)
+    except InputError as exc:  # DicomwebUnavailable (503) keeps its type
+        raise type(exc)(f"the label was saved as version {version}, but storing it on the "
+                        f"DICOMweb server failed: {exc}; retry with POST /api/dicomweb/push/"
+                        f"{entry.id}?version={version}") from exc  # fmt: skip
 
 
 @router.get("/datastore/label", summary="Download the latest label of a tag (MONAI Label)")

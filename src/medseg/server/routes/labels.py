@@ -26,6 +26,7 @@ from medseg.server.schemas import (
     public_errors,
 )
 from medseg.server.state import ServerState, get_state
+from medseg.server.uploads import label_body_limit
 from medseg.server.views import view_slice
 
 __all__ = ["router"]
@@ -65,23 +66,34 @@ _SAVE_BODY = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it exceeds ``limit`` bytes (not buffered
-    further: a 100 MB body costs at most ``limit`` bytes of memory)."""
+async def _read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused with 413 when its declared size (Content-Length) or, while
+    it streams in, its size exceeds ``limit`` bytes (``what`` names the limit): nothing
+    is parsed before, and a 100 MB body costs at most ``limit`` bytes of memory."""
     length = request.headers.get("content-length", "")
-    too_large = HTTPException(
-        status.HTTP_413_CONTENT_TOO_LARGE,
-        f"label body larger than the limit of {limit} bytes (max_label_body_bytes)",
-    )
     if length.isdigit() and int(length) > limit:
-        raise too_large
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"label body of {int(length):,} bytes is larger than {what}; refused unread",
+        )
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise too_large
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"label body larger than {what}; refused before parsing it",
+            )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_TOO_LARGE = "body larger than max_label_body_bytes or than a label map of the image can take"
+
+
+def _image_shape(state: ServerState, image_id: str) -> tuple[int, ...]:
+    """The spatial shape of the image a label save is for (decoded: the save needs it)."""
+    return state.datastore.load(state.datastore.get(image_id).id).shape
 
 
 def _parse_save(raw: bytes) -> LabelSaveRequest:
@@ -117,10 +129,12 @@ def _save(state: ServerState, image_id: str, raw: bytes) -> dict:
     status_code=status.HTTP_201_CREATED,
     summary="Save the labels as a new version (RLE of the whole label map)",
     openapi_extra={"requestBody": _SAVE_BODY},
-    responses={413: {"description": "body larger than max_label_body_bytes"}},
+    responses={413: {"description": _TOO_LARGE}},
 )
 async def save_labels(image_id: ImageId, request: Request, state: State) -> dict:
-    raw = await _read_body(request, state.config.max_label_body_bytes)
+    shape = await run_in_threadpool(_image_shape, state, image_id)
+    limit, what = label_body_limit(shape, state.config.max_label_body_bytes)
+    raw = await _read_body(request, limit, what)
     return await run_in_threadpool(_save, state, image_id, raw)
 
 

@@ -3,7 +3,8 @@ panel and ``monailabel.client.MONAILabelClient`` call, on the server's own datas
 sessions and models (see docs/monailabel.md).
 
 - ``GET /info/``: the app (name, version, labels) and its models (:mod:`.monailabel.infer`);
-- ``POST /infer/{model}``: clicks in ``params`` (:mod:`.monailabel.params`) -> label map;
+- ``POST /infer/{model}``: clicks or text in ``params`` (:mod:`.monailabel.params`) -> label
+  map;
 - ``/datastore/...`` and ``/session/...``: :mod:`medseg.server.monailabel.store_routes`;
 - ``POST /activelearning/{strategy}``: the next image without a label (``first`` in listing
   order or ``random``); ``{}`` when every image has one (what MONAI Label answers);
@@ -79,7 +80,7 @@ def _image(state: ServerState, image: str, session_id: str, file: UploadFile | N
     return resolve_image(state.datastore, image)
 
 
-@router.post("/infer/{model}", summary="Run a model on an image with clicks (MONAI Label)")
+@router.post("/infer/{model}", summary="Run a model on an image with clicks or text (MONAI Label)")
 def infer(
     model: str, state: State,
     image: Annotated[str, Query(max_length=200)] = "",

@@ -1,6 +1,8 @@
 // Annotation actions of the app: prompts -> predict -> label map, brush/eraser, undo/redo,
-// propagation. Mixed into App (app.js); `this` is the App.
+// propagation. Mixed into App (app.js); `this` is the App. Prompts are sent as integer pixel
+// indices of the view, so that the "copy as CLI" line (coords.js) is the same prompt.
 import { api, rleDecodeInto } from "./api.js";
+import { pixel } from "./coords.js";
 import { paintDisc } from "./viewer.js";
 
 function snapshot(p) {
@@ -40,7 +42,7 @@ export const annotate = {
   onBox(box) {
     if (!this.checkTool("box")) return;
     const p = this.promptFor(true);
-    p.box = box.map((v) => Math.round(v * 10) / 10);
+    p.box = box.map(pixel);
     this.requestPredict();
   },
 
@@ -55,7 +57,7 @@ export const annotate = {
   onClick(pt, positive) {
     if (!this.checkTool(positive ? "positive_click" : "negative_click")) return;
     const p = this.promptFor(false);
-    p.points.push([Math.round(pt.x * 10) / 10, Math.round(pt.y * 10) / 10]);
+    p.points.push([pixel(pt.x), pixel(pt.y)]);
     p.labels.push(positive ? 1 : 0);
     this.requestPredict();
   },
@@ -63,7 +65,9 @@ export const annotate = {
   onScribble(points, positive) {
     if (!this.checkTool("scribble")) return;
     const p = this.promptFor(false);
-    p.scribbles.push({ points, label: positive ? 1 : 0 });
+    const px = points.map(([x, y]) => [pixel(x), pixel(y)])
+      .filter((q, i, all) => i === 0 || q[0] !== all[i - 1][0] || q[1] !== all[i - 1][1]);
+    p.scribbles.push({ points: px, label: positive ? 1 : 0 });
     this.requestPredict();
   },
 
@@ -131,6 +135,7 @@ export const annotate = {
     const diffs = this.applyResult(p, res);
     this.history.push({ diffs, promptBefore: this.applied, promptAfter: sent });
     this.applied = sent;
+    this.sent = sent;
     if (propagate) this.accept();
     this.markDirty();
     this.showLatency(res.model_ms, res.latency_ms, rtt);
@@ -183,6 +188,8 @@ export const annotate = {
     const d = this.volume.writeSlice(p.view, p.index, p.before);
     this.history.push({ diffs: d ? [d] : [], promptBefore: this.applied, promptAfter: null });
     this.accept();
+    this.sent = null;
+    this.settleDirty();
     this.refreshOverlay();
     this.status("object discarded");
   },
@@ -196,8 +203,10 @@ export const annotate = {
     const restored = which === "undo" ? entry.promptBefore : entry.promptAfter;
     this.prompt = restored ? { ...snapshot(restored), prevValid: false } : null;
     this.applied = restored;
+    this.sent = restored;
     this.viewer.prompt = this.prompt;
     this.markDirty();
+    this.settleDirty();
     this.refreshOverlay();
     this.status(which === "undo" ? "undone" : "redone");
   },

@@ -2,6 +2,7 @@
 import { api, ApiError, fetchBitmap, rleDecodeInto, sliceUrl } from "./api.js";
 import { annotate } from "./annotate.js";
 import { autoFill } from "./autofill.js";
+import { cliPanel, exportFormat, sizeText, sliceText } from "./coords.js";
 import { labelling } from "./labelling.js";
 import { hexToRgb, installShortcuts, renderVersions, setupDialogs } from "./panels.js";
 import { installTools } from "./tools.js";
@@ -72,6 +73,7 @@ class App {
     $("add-label").addEventListener("click", () => this.addLabel());
     $("save").addEventListener("click", () => this.save());
     $("export").addEventListener("click", () => this.exportLabels());
+    $("cli-copy").addEventListener("click", () => this.copyCli());
   }
 
   // Tool buttons: unsupported ones stay visible, greyed out, with the reason as tooltip.
@@ -131,6 +133,7 @@ class App {
   async openImage(id) {
     if (this.dirty && !window.confirm("Discard the unsaved changes of this image?")) {
       $("image-select").value = this.image.id;
+      this.status(`kept ${this.image.name} open: save the changes (Ctrl+S) or undo them first`);
       return;
     }
     this.ready = false;
@@ -139,26 +142,28 @@ class App {
     this.status("opening…");
     const image = await api("GET", `/api/images/${id}`);
     window.history.replaceState(null, "", `#image=${id}`);
-    Object.assign(this, { image, view: "axial", prompt: null, applied: null, dirty: false });
+    Object.assign(this, { image, view: "axial", prompt: null, applied: null, sent: null, dirty: false });
     this.viewer.prompt = null;
     this.history.clear();
     this.bitmaps.clear();
     this.volume = new LabelVolume(image.shape, image.view_axes);
     for (const v of image.views) this.indices[v] = Math.floor(image.view_shapes[v][0] / 2);
     this.setupWindows();
+    $("export-format").value = exportFormat(image);
     this.labels = [];
     this.setupTools();
     this.setView("axial", true);
     await this.loadLatest();
     if (!this.labels.length) this.addLabel(false);
     this.labelsChanged(false);
+    this.markClean();
     this.busy(true, "computing the image embedding…");
     try {
       const s = await api("POST", "/api/sessions", { image_id: id, view: "axial", slice_index: this.is3d ? this.indices.axial : null });
       if (this.image.id !== id) return;
       this.sessionId = s.session_id;
       this.ready = true;
-      this.status(`ready: ${image.name} — ${image.shape.join(" × ")} ${image.modality || ""} (embedding ${Math.round(s.embed_ms)} ms)`);
+      this.status(`ready: ${image.name} — ${sizeText(image)} (embedding ${Math.round(s.embed_ms)} ms)`);
     } finally {
       this.busy(false);
     }
@@ -286,7 +291,7 @@ class App {
   async showSlice() {
     const index = this.indices[this.view];
     $("slice").value = String(index);
-    $("slice-label").textContent = this.is3d ? `${this.view} ${index + 1} / ${this.image.view_shapes[this.view][0]}` : "";
+    $("slice-label").textContent = this.is3d ? sliceText(this.volume, this.image, this.view, index) : "";
     const url = sliceUrl(this.image.id, this.view, index, this.win);
     this.wanted = url;
     this.refreshOverlay();
@@ -325,9 +330,8 @@ class App {
     if (!im) return;
     const wl = this.win.custom || this.image.window_presets[this.win.name]
       ? `W ${Math.round(this.win.width)}  L ${Math.round(this.win.level)}` : this.win.name;
-    const [depth, rows, cols] = im.view_shapes[this.view];
-    const left = [im.name, `${im.modality || "unknown"} · ${cols} × ${rows}`];
-    if (this.is3d) left.push(`${this.view} ${this.indices[this.view] + 1} / ${depth}`);
+    const left = [im.name, sizeText(im)];
+    if (this.is3d) left.push(sliceText(this.volume, im, this.view, this.indices[this.view]));
     this.viewer.corners = { left, right: [wl] };
   }
 
@@ -338,6 +342,7 @@ class App {
     this.viewer.renderOverlay(slice, colors, this.opacity, this.outline);
     this.viewer.prompt = this.prompt && this.prompt.view === this.view && this.prompt.index === this.indices[this.view] ? this.prompt : null;
     this.updateCorners();
+    this.updateCli();
     this.viewer.draw();
   }
 
@@ -359,12 +364,15 @@ class App {
     $("busy-text").textContent = text;
   }
 
+  // Cursor readout in array indices (x, y[, z]), as medseg segment and the Python API take them.
   onCursor(p) {
-    $("cursor").textContent = p ? `x ${Math.floor(p.x)}  y ${Math.floor(p.y)}${this.is3d ? `  ${this.view} slice ${this.indices[this.view] + 1}` : ""}` : "";
+    if (!p || !this.volume) { $("cursor").textContent = ""; return; }
+    const xyz = this.volume.toArray(this.view, Math.floor(p.x), Math.floor(p.y), this.indices[this.view]);
+    $("cursor").textContent = xyz.map((v, i) => `${"xyz"[i]} ${v}`).join("  ");
   }
 }
 
-Object.assign(App.prototype, annotate, labelling, autoFill);
+Object.assign(App.prototype, annotate, labelling, autoFill, cliPanel);
 
 const app = new App();
 window.medsegApp = app;

@@ -3,7 +3,10 @@ import { api, rleEncode } from "./api.js";
 import { renderLabels, renderVersions } from "./panels.js";
 
 const $ = (id) => document.getElementById(id);
-const PALETTE = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe"];
+// Label colours (as medseg/io/overlay.py PALETTE): the first, cyan, stays visible on gray
+// CT/MR and on red/pink H&E slides alike; red comes late.
+const PALETTE = ["#00e5ff", "#ffe119", "#3cb44b", "#f58231", "#4363d8", "#f032e6", "#bcf60c", "#e6194b", "#911eb4", "#fabebe"];
+const labelsKey = (labels) => JSON.stringify(labels.map(({ value, name, color }) => [value, name, color]));
 
 export const labelling = {
   // ---- labels -------------------------------------------------------------------------
@@ -53,6 +56,23 @@ export const labelling = {
     $("save").textContent = "Save version •";
   },
 
+  // The labels as last loaded or saved are the clean state (kept to compare against).
+  markClean() {
+    this.dirty = false;
+    $("save").textContent = "Save version";
+    this.clean = { data: this.volume.data.slice(), labels: labelsKey(this.labels) };
+  },
+
+  // After a discard or undo: back to the saved labels -> no unsaved changes.
+  settleDirty() {
+    const c = this.clean;
+    if (!this.dirty || !c || c.labels !== labelsKey(this.labels)) return;
+    const data = this.volume.data;
+    for (let i = 0; i < data.length; i++) if (data[i] !== c.data[i]) return;
+    this.dirty = false;
+    $("save").textContent = "Save version";
+  },
+
   async save() {
     if (!this.image) return null;
     this.accept();
@@ -63,8 +83,7 @@ export const labelling = {
     };
     try {
       const v = await api("POST", `/api/images/${this.image.id}/labels`, body);
-      this.dirty = false;
-      $("save").textContent = "Save version";
+      this.markClean();
       $("note").value = "";
       renderVersions(this, await api("GET", `/api/images/${this.image.id}/labels`));
       this.status(`saved version ${v.version} (${v.file})`);
@@ -81,8 +100,7 @@ export const labelling = {
     this.accept();
     this.history.clear();
     await this.loadLatest();
-    this.dirty = false;
-    $("save").textContent = "Save version";
+    this.markClean();
     renderLabels(this);
     this.refreshOverlay();
     this.status(`restored version ${version} as version ${v.version}`);

@@ -2,8 +2,10 @@
 //
 // Labels are kept in one Uint8Array in the image's array order: (Z, Y, X) for volumes,
 // (H, W) for 2D images. How each view's slices map to the array comes from the server
-// (`view_axes`, see medseg/server/views.py): slice i of a view is index i along its `depth`
+// (`view_axes`, see medseg/io/orientation.py): slice i of a view is index i along its `depth`
 // axis; its rows and columns run along the `rows` and `cols` axes, backwards when flipped.
+// `toArray` turns a view pixel into the 0-based array indices (x, y[, z]) that
+// `medseg segment` and the Python API take (medseg/io/orientation.py, `view_to_array`).
 
 export class LabelVolume {
   constructor(shape, viewAxes) {
@@ -17,6 +19,23 @@ export class LabelVolume {
     const ax = this.viewAxes[view];
     const depth = ax.depth === null ? 1 : this.shape[ax.depth];
     return { depth, rows: this.shape[ax.rows], cols: this.shape[ax.cols] };
+  }
+
+  // Array indices [x, y] (2D) or [x, y, z] of view pixel (col, row) on slice `index`;
+  // col and row are integer pixel indices (a reversed axis maps k to n - 1 - k).
+  toArray(view, col, row, index = 0) {
+    const ax = this.viewAxes[view];
+    const idx = new Array(this.shape.length).fill(0);
+    if (ax.depth !== null) idx[ax.depth] = index;
+    idx[ax.rows] = ax.flip_rows ? this.shape[ax.rows] - 1 - row : row;
+    idx[ax.cols] = ax.flip_cols ? this.shape[ax.cols] - 1 - col : col;
+    return idx.reverse();
+  }
+
+  // The array axis letter ("x", "y" or "z") a view's slices run along (null for 2D).
+  depthAxis(view) {
+    const d = this.viewAxes[view].depth;
+    return d === null ? null : "zyx"[d];
   }
 
   // Flat indices of the voxels of one view slice, row-major over (rows, cols).

@@ -36,6 +36,7 @@ __all__ = [
     "train",
     "save_weights",
     "lr_factor",
+    "batch_dice",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,11 +173,20 @@ def train_step(net, opt, loss_fn, maker, rng, cfg: InteractiveTrainConfig) -> tu
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
     opt.step()
-    with torch.no_grad():
-        pred = (logits > 0).float()
-        inter = (pred * gt).sum(dim=(1, 2, 3))
-        dice = (2 * inter / (pred.sum(dim=(1, 2, 3)) + gt.sum(dim=(1, 2, 3))).clamp(min=1)).mean()
-    return float(loss.item()), float(dice.item())
+    return float(loss.item()), batch_dice(logits.detach(), gt)
+
+
+def batch_dice(logits: Any, gt: Any) -> float:
+    """Mean over the batch of :func:`medseg.metrics.overlap.dice` of ``logits > 0`` vs ``gt``.
+
+    ``logits``, ``gt``: ``(B, 1, H, W)`` tensors (``gt`` 0/1). An empty prediction of an
+    empty target scores 1.0 (the metrics' rule).
+    """
+    from medseg.metrics.overlap import dice
+
+    pred = (logits > 0).cpu().numpy()
+    ref = gt.cpu().numpy() > 0.5
+    return float(np.mean([dice(p, r) for p, r in zip(pred, ref, strict=True)]))
 
 
 def save_weights(net, cfg: InteractiveTrainConfig, state: TrainState, path: str | Path) -> Path:
