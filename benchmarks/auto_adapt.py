@@ -22,14 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-MEDSEG = [sys.executable, "-m", "medseg"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from auto_common import MEDSEG, convert_with_test, run
+
 DATASETS = {
     "isbi": {"src": "isbi2012_em", "test": [f"train_{i:02d}" for i in range(24, 30)]},
 }
@@ -59,36 +59,10 @@ def shift_image(x: np.ndarray, rule: str, seed: int) -> np.ndarray:
     return np.clip(np.round(y), 0, 255).astype(np.uint8)
 
 
-def run(cmd: list[str], log: Path) -> float:
-    """Run a command with its output in ``log``; returns the wall time (raises on failure)."""
-    t0 = time.perf_counter()
-    with log.open("w") as fh:
-        subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True)
-    return time.perf_counter() - t0
-
-
 def prepare(name: str, shared: Path, out: Path) -> Path:
     """nnU-Net raw folder with the fixed test cases in ``imagesTs``/``labelsTs``."""
-    raw = out / "raw" / name
-    if (raw / "dataset.json").is_file():
-        return raw
-    tmp = out / "raw_tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    run([*MEDSEG, "auto", "convert", str(shared / DATASETS[name]["src"]), str(tmp)],
-        out / "convert.log")  # fmt: skip
-    meta = json.loads((tmp / "dataset.json").read_text())
-    ending = meta["file_ending"]
-    for folder in ("imagesTs", "labelsTs"):
-        (tmp / folder).mkdir(exist_ok=True)
-    for case in DATASETS[name]["test"]:
-        for f in sorted((tmp / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{ending}")):
-            shutil.move(str(f), str(tmp / "imagesTs" / f.name))
-        shutil.move(str(tmp / "labelsTr" / f"{case}{ending}"), str(tmp / "labelsTs"))
-    meta["numTraining"] = len(list((tmp / "labelsTr").iterdir()))
-    (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(tmp), str(raw))
-    return raw
+    return convert_with_test(shared / DATASETS[name]["src"], DATASETS[name]["test"],
+                             out / "raw" / name, out)  # fmt: skip
 
 
 def write_shifted(raw: Path, out: Path) -> dict[str, Path]:
@@ -150,8 +124,9 @@ def main() -> int:
             row[mode] = {**score(pred, raw), "wall_s": round(wall, 1)}
         row["delta"] = row["adapt"]["mean_dice"] - row["plain"]["mean_dice"]
         results["sets"][name] = row
-        print(f"{name:16s} plain {row['plain']['mean_dice']:.4f}  adapt "
-              f"{row['adapt']['mean_dice']:.4f}  delta {row['delta']:+.4f}", flush=True)  # fmt: skip
+        plain, adapt = row["plain"]["mean_dice"], row["adapt"]["mean_dice"]
+        delta = row["delta"]
+        print(f"{name:16s} plain {plain:.4f}  adapt {adapt:.4f}  delta {delta:+.4f}", flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

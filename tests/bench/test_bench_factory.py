@@ -118,3 +118,50 @@ def test_composite_models_get_threads_per_part(monkeypatch: pytest.MonkeyPatch) 
 def test_threads_must_be_positive() -> None:
     with pytest.raises(InputError, match="threads"):
         BenchConfig(models=("x",), protocols=(make_protocol("box"),), threads=0)
+
+
+def test_model_options_reach_their_model(toy_dataset: Path, tmp_path: Path) -> None:
+    """``--model-option MODEL:KEY=VALUE`` builds that model with the option (and wins over
+    ``--threads``); an option without MODEL goes to every model."""
+    payload = _cli(toy_dataset, tmp_path / "opt", "--threads", "2",
+                   "--model-option", "bench-test-threaded:num_threads=5",
+                   "--model-option", "bench-test-unthreaded:size=4")  # fmt: skip
+    assert payload["config"]["model_options"] == {
+        "bench-test-threaded": {"num_threads": 5},
+        "bench-test-unthreaded": {"size": 4},
+    }
+    built = {n: c for n, c in CREATED}
+    assert built["bench-test-threaded"].num_threads == 5
+    assert built["bench-test-unthreaded"] == PlainConfig(size=4)
+
+
+def test_model_options_without_threads_and_rejections(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medseg.inference
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(medseg.inference, "Predictor",
+                        lambda name, **kw: calls.append((name, kw)) or name)  # fmt: skip
+    factory = predictor_factory(None, {"litemedsam-clicks": {"decoder_weights": "w.pt"}})
+    assert factory is not default_factory
+    factory("litemedsam-clicks")
+    factory("litemedsam")
+    assert calls == [
+        ("litemedsam-clicks", {"progress": False, "decoder_weights": "w.pt"}),
+        ("litemedsam", {"progress": False}),
+    ]
+    with pytest.raises(InputError, match=r"not benchmarked: \['y'\]"):
+        BenchConfig(models=("x",), protocols=(make_protocol("box"),),
+                    model_options={"y": {"a": 1}})  # fmt: skip
+
+
+def test_unknown_model_option_key_is_the_models_error(toy_dataset: Path, tmp_path: Path) -> None:
+    """A key the model does not take fails that model's run with the model's own error
+    (naming the option); nothing is evaluated, so the command exits 1."""
+    code = main(["bench", "interactive", str(toy_dataset), "--model", "bench-test-unthreaded",
+                 "--model-option", "colour=red", "--gallery-size", "0",
+                 "--out", str(tmp_path / "bad")])  # fmt: skip
+    assert code == 1
+    payload = json.loads((tmp_path / "bad" / "results.json").read_text())
+    summary = _summary(payload, "bench-test-unthreaded")
+    assert summary["status"] != "ok"
+    assert "unknown bench-test-unthreaded option(s) ['colour']" in summary["reason"]

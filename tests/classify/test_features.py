@@ -266,17 +266,22 @@ def test_tinyvit_head_trains_with_ordinal_losses(
     assert result.val["auc"] == 1.0 and result.test["auc"] == 1.0
 
 
-def test_auto_picks_tinyvit_with_one_augmented_copy_for_2d(fake: FakeEncoder) -> None:
+def test_auto_picks_an_ensemble_with_one_augmented_tinyvit_copy_for_2d(fake: FakeEncoder) -> None:
     from medseg.classify.train import _resolve, default_model
 
-    assert (default_model(2), default_model(3)) == ("tinyvit", "cnn3d")
+    assert (default_model(2), default_model(3)) == ("ensemble", "cnn3d")
     auto = mc.TrainOptions()
-    assert (_resolve(auto, 2).model, _resolve(auto, 2).feature_augment_copies) == ("tinyvit", 1)
+    two_d = _resolve(auto, 2)
+    assert (two_d.model, two_d.feature_augment_copies) == ("ensemble", 1)
+    assert two_d.ensemble == ("tinyvit", "efficientnet-lite0")
     assert (_resolve(auto, 3).model, _resolve(auto, 3).feature_augment_copies) == ("cnn3d", 0)
     explicit = mc.TrainOptions(model="tinyvit")
     assert _resolve(explicit, 2).feature_augment_copies == 0
     two = mc.TrainOptions(feature_augment_copies=2)
     assert _resolve(two, 2).feature_augment_copies == 2
-    result = mc.train(_dataset(), None, mc.TrainOptions(max_epochs=1, progress=False), False)
-    assert result.classifier.config.model == "tinyvit"
-    assert fake.calls == 24 * 2 + 8  # train, its augmented copy, val
+    # auto with two tinyvit members (no efficientnet-lite0 here): both get the copy
+    opts = mc.TrainOptions(max_epochs=1, progress=False, ensemble=("tinyvit", "tinyvit"))
+    result = mc.train(_dataset(), None, opts, False)
+    assert result.classifier.config.model == "ensemble"
+    assert [m.config.model for m in result.classifier.members] == ["tinyvit", "tinyvit"]
+    assert fake.calls == 24 * 2 + 8  # train, its augmented copy, val (then all cached)

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from medseg.cli.arguments import parse_duration
+from medseg.cli.arguments import model_options, parse_duration, parse_model_option
+from medseg.errors import InputError
 
 
 def test_parse_duration_units() -> None:
@@ -20,3 +21,30 @@ def test_parse_duration_units() -> None:
 def test_parse_duration_refuses(bad: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="duration"):
         parse_duration(bad)
+
+
+def test_parse_model_option_forms() -> None:
+    assert parse_model_option("litemedsam-clicks:decoder_weights=/w/a.pt") == (
+        "litemedsam-clicks", "decoder_weights", "/w/a.pt",
+    )  # fmt: skip
+    assert parse_model_option("tta=false") == (None, "tta", False)
+    assert parse_model_option("m:steps=3") == ("m", "steps", 3)
+    assert parse_model_option("m:scale=0.5") == ("m", "scale", 0.5)
+    assert parse_model_option("note=") == (None, "note", "")
+
+
+@pytest.mark.parametrize("bad", ["", "tta", "=1", "m:=1", "m:1x=2", "a b=1"])
+def test_parse_model_option_refuses(bad: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\[MODEL:\]KEY=VALUE"):
+        parse_model_option(bad)
+
+
+def test_model_options_per_model() -> None:
+    items = [(None, "tta", False), ("b", "weights", "w.pt"), ("b", "tta", True)]
+    assert model_options(items, ["a", "b"]) == {
+        "a": {"tta": False},
+        "b": {"tta": True, "weights": "w.pt"},
+    }
+    assert model_options(None, ["a"]) == {}
+    with pytest.raises(InputError, match="'c', which is not a --model"):
+        model_options([("c", "k", 1)], ["a", "b"])

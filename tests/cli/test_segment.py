@@ -106,6 +106,7 @@ def test_segment_real_png(shared_data: Path, manifest: dict, tmp_path: Path, sha
     assert _dice(pred, gt) > 0.8
 
 
+@pytest.mark.slow  # a real 20-slice CT series (~3 s); fast loop: the NIfTI volume test
 def test_segment_real_dicom_series(shared_data: Path, tmp_path: Path, shared_model) -> None:
     series = shared_data / "totalseg_ref" / "dicom" / "example_ct_dicom"
     image = mio.load(series)
@@ -152,8 +153,11 @@ def test_parse_scribble() -> None:
         parse_scribble("1,2,3;4,5")
 
 
-def test_default_model_takes_clicks_and_scribbles(tmp_path: Path, capsys) -> None:
-    """Without --model the command uses ``auto`` (medseg-interactive, bundled weights)."""
+def test_default_model_takes_clicks_and_scribbles(
+    tmp_path: Path, capsys, shared_default_model
+) -> None:
+    """Without --model the command uses ``default`` (medseg-interactive, bundled weights;
+    the session's instance, ``shared_default_model``)."""
     disc = _disc((80, 100), (40, 55), 14)
     img = np.where(disc, 200, 40).astype(np.uint8)
     mio.save(img, tmp_path / "img.png")

@@ -19,6 +19,9 @@ from medseg.io.image import Image
 from medseg.models.registry import create_model
 from medseg.training.synthetic import write_disk_dataset
 
+# Predictor(MODEL_DIR) and medseg segment --model MODEL_DIR reuse the session's default model
+pytestmark = pytest.mark.usefixtures("shared_default_model")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

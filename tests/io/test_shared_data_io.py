@@ -4,6 +4,7 @@ the manifest records (skipped when the data is absent)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from medseg.io import load, load_label
 
@@ -15,6 +16,7 @@ def _cases(manifest, dims):
                 yield ds, case
 
 
+@pytest.mark.slow  # every real 2D file (~2 s); fast loop: tests/io/test_roundtrip.py per format
 def test_every_2d_image_and_label(shared_data, manifest):
     count = 0
     for _, case in _cases(manifest, 2):

@@ -53,13 +53,15 @@ def write_store(folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def model() -> Any:
-    """LiteMedSAM on the PyTorch backend (no ONNX export in tests), 2 threads."""
+    """LiteMedSAM on the PyTorch backend (no ONNX export in tests), 2 threads; repeated
+    inputs (the same image in a fresh app) are embedded once (``encoder_memo``)."""
     import torch
+    from encoder_memo import memoize_encoder
 
     from medseg.models.registry import create_model
 
     torch.set_num_threads(2)
-    return create_model("litemedsam", backend="torch", num_threads=2)
+    return memoize_encoder(create_model("litemedsam", backend="torch", num_threads=2))
 
 
 @pytest.fixture(scope="session")

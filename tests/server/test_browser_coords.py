@@ -2,7 +2,7 @@
 flipped RAS volume, typed into ``medseg segment``, gives the app's mask), and the app's
 state after Esc, its export default, size text and first label colour (issue 18).
 
-Uses the harness of test_browser.py (Debian's Chromium driven by Playwright; skips without
+Uses the harness of browser_harness.py (Debian's Chromium driven by Playwright; skips without
 them unless ``MEDSEG_REQUIRE_BROWSER=1``).
 """
 
@@ -20,8 +20,8 @@ from medseg.cli.main import main
 from medseg.io.image import Image
 from medseg.io.orientation import VIEWS, view_axes, view_shape, view_to_array
 
-from . import test_browser as harness
-from .test_browser import (
+from . import browser_harness as harness
+from .browser_harness import (
     APP,
     _client_labels,
     _draw_box,

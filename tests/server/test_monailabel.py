@@ -42,12 +42,11 @@ def upload(api: Api, folder: Path, name: str = "ball") -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def ml_model() -> Any:
+def ml_model(default_model: Any) -> Any:
     """The model ``medseg serve`` serves by default (medseg-interactive): what 3D Slicer's
-    deepgrow clicks reach. (LiteMedSAM alone segments nothing from one click here.)"""
-    from medseg.models.registry import create_model
-
-    return create_model("default", num_threads=2)
+    deepgrow clicks reach. (LiteMedSAM alone segments nothing from one click here.) The
+    session's ``default_model`` (tests/conftest.py)."""
+    return default_model
 
 
 def _app(model: Any, data_dir: Path, **config: Any) -> Any:

@@ -28,11 +28,10 @@ PHRASES = ["lung", "spinal cord"]
 
 
 @pytest.fixture(scope="module")
-def text_model() -> Any:
-    """The default promptable model (it takes text prompts)."""
-    from medseg.models.registry import create_model
-
-    return create_model("default", num_threads=2)
+def text_model(default_model: Any) -> Any:
+    """The default promptable model (it takes text prompts): the session's
+    ``default_model`` (tests/conftest.py)."""
+    return default_model
 
 
 @pytest.fixture(scope="module")

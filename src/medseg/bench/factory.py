@@ -43,32 +43,38 @@ def thread_options(name: str, threads: int) -> dict[str, Any]:
     return {"num_threads": threads}
 
 
-def predictor_factory(threads: int | None = None) -> PredictorFactory:
-    """``factory(name)`` building ``medseg.Predictor(name, progress=False, **options)`` with
-    :func:`thread_options` when ``threads`` is set; ``threads=None`` is
-    :func:`~medseg.bench.engine.default_factory` (each model's default thread setting).
+def predictor_factory(
+    threads: int | None = None, model_options: dict[str, dict[str, Any]] | None = None
+) -> PredictorFactory:
+    """``factory(name)`` building ``medseg.Predictor(name, progress=False, **options)``:
+    :func:`thread_options` when ``threads`` is set, updated with ``model_options[name]``
+    (``--model-option``). With neither it is
+    :func:`~medseg.bench.engine.default_factory` (each model's default settings).
 
-    A model that rejects ``num_threads`` is built without it (warned once per name).
+    A model that rejects ``num_threads`` is built without it (warned once per name); a
+    model that rejects a ``model_options`` key fails with its own ``ModelError``.
     """
-    if threads is None:
+    extra = model_options or {}
+    if threads is None and not extra:
         return default_factory
-    if int(threads) < 1:
+    if threads is not None and int(threads) < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     chosen: dict[str, dict[str, Any]] = {}
 
     def factory(name: str) -> Any:
         from medseg.inference import Predictor
 
-        options = chosen.get(name, thread_options(name, int(threads)))
+        base = {} if threads is None else thread_options(name, int(threads))
+        options = chosen.get(name, {**base, **extra.get(name, {})})
         try:
             predictor = Predictor(name, progress=False, **options)
         except ModelError as exc:
-            if not options or not _REJECTED.search(str(exc)):
+            if "num_threads" not in options or not _REJECTED.search(str(exc)):
                 raise
             log.warning("model %s has no num_threads option: --threads not applied (%s)",
                         name, exc)  # fmt: skip
-            options = {}
-            predictor = Predictor(name, progress=False)
+            options = {k: v for k, v in options.items() if k != "num_threads"}
+            predictor = Predictor(name, progress=False, **options)
         if name not in chosen:
             chosen[name] = options
             log.info("model %s: options %s", name, options or "(defaults)")

@@ -54,7 +54,7 @@ def run_interactive(
     """Benchmark ``config.models`` with ``config.protocols`` on the datasets in ``data``.
 
     ``factory(name)`` builds a predictor (default: ``medseg.Predictor(name)``, with
-    ``num_threads=config.threads`` where the model takes it, see
+    ``num_threads=config.threads`` where the model takes it and ``config.model_options``, see
     :func:`medseg.bench.factory.predictor_factory`). Raises
     ``InputError`` for a folder that is not a dataset or two datasets with the same name.
     """
@@ -67,7 +67,7 @@ def run_interactive(
         "%d cases with %d targets to run (%d cases/targets skipped)",
         len(planned), sum(len(p.specs) for p in planned), len(skips),
     )  # fmt: skip
-    factory = factory or predictor_factory(config.threads)
+    factory = factory or predictor_factory(config.threads, config.model_options)
     runs = [run_model(m, planned, config, factory, progress) for m in config.models]
     payload = build_results(datasets, planned, skips, runs, config, command)
     out = Path(out)

@@ -141,6 +141,9 @@ class BenchConfig:
         gallery_size: worst targets shown per model and protocol.
         threads: torch CPU threads of every model that has a ``num_threads`` option
             (:mod:`medseg.bench.factory`); None leaves each model's default.
+        model_options: per model name, options passed to ``Predictor(name, **options)``
+            (e.g. ``{"litemedsam-clicks": {"decoder_weights": "w.pt"}}``); they win over
+            the thread option.
     """
 
     models: tuple[str, ...]
@@ -158,6 +161,7 @@ class BenchConfig:
     jobs: int = 1
     gallery_size: int = 6
     threads: int | None = None
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -179,6 +183,9 @@ class BenchConfig:
             raise InputError(f"--threads must be >= 1, got {self.threads}")
         if any(not 0 < t <= 1 for t in self.noc_thresholds):
             raise InputError(f"NoC thresholds must be in (0, 1], got {self.noc_thresholds}")
+        unknown = sorted(set(self.model_options) - set(self.models))
+        if unknown:
+            raise InputError(f"model options for models not benchmarked: {unknown}")
         if self.volume and any(p.correction != "none" for p in self.protocols):
             raise InputError("volume mode (3D box prompts) works with box-only protocols")
 

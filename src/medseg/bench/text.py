@@ -83,6 +83,7 @@ class TextBenchConfig:
     max_targets: int | None = None
     seed: int = 0
     text_weights: str | None = None
+    text_prior: bool = False  # the anatomical prior (Predictor.text_prior = True)
 
     def __post_init__(self) -> None:
         for name in ("clicks", "synonyms", "absent_per_image"):
@@ -300,6 +301,7 @@ def run_text_bench(
     from medseg.inference import Predictor
 
     pred = Predictor(config.model, progress=False, text_weights=config.text_weights)
+    pred.text_prior = config.text_prior
     rng = np.random.default_rng(config.seed)
     out: dict[str, list] = {"targets": [], "absent": [], "skipped": [], "first_mask_s": []}
     refs = [discover(p) for p in data]

@@ -30,6 +30,8 @@ def gradcam(clf: Classifier, images: np.ndarray, target: np.ndarray | None = Non
 
     from medseg.classify.networks import feature_layer
 
+    if clf.config.model == "ensemble":  # the map of one member (EnsembleClassifier)
+        return gradcam(clf.explained_member(), images, target)  # type: ignore[attr-defined]
     if clf.config.model == "tinyvit":
         from medseg.classify.feature_head import gradcam_features
 

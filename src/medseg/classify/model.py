@@ -211,7 +211,11 @@ def load(folder: str | Path) -> Classifier:
     """Read a model folder written by :meth:`Classifier.save` (or ``medseg classify train``)."""
     import torch
 
+    from medseg.classify.ensemble import is_ensemble_folder, load_ensemble
+
     folder = Path(folder)
+    if is_ensemble_folder(folder):
+        return load_ensemble(folder)
     cfg_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not cfg_path.is_file() or not weights.is_file():
         raise ModelError(

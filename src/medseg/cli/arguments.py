@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["parse_duration"]
+from medseg.errors import InputError
+
+__all__ = ["model_options", "parse_duration", "parse_model_option"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -27,3 +31,51 @@ def parse_duration(text: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise argparse.ArgumentTypeError(f"duration must be positive and finite, got {text!r}")
     return seconds
+
+
+_OPTION = re.compile(r"(?:(?P<model>[^:=\s]+):)?(?P<key>[A-Za-z_]\w*)=(?P<value>.*)")
+
+
+def _option_value(text: str) -> Any:
+    """``true``/``false`` -> bool, an int or float literal -> number, else the string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_model_option(text: str) -> tuple[str | None, str, Any]:
+    """``"[MODEL:]KEY=VALUE"`` -> ``(MODEL or None, KEY, value)``; an ``argparse`` type.
+
+    ``litemedsam-clicks:decoder_weights=w.pt`` -> ``("litemedsam-clicks",
+    "decoder_weights", "w.pt")``; ``tta=false`` -> ``(None, "tta", False)`` (every model).
+    """
+    match = _OPTION.fullmatch(str(text).strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid model option {text!r} (form: [MODEL:]KEY=VALUE, e.g. tta=false or "
+            "litemedsam-clicks:decoder_weights=weights.pt)"
+        )
+    return match["model"], match["key"], _option_value(match["value"])
+
+
+def model_options(
+    items: Sequence[tuple[str | None, str, Any]] | None, models: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per model name, the options of ``--model-option`` items (:func:`parse_model_option`);
+    an item without MODEL applies to every model. A MODEL not among ``models`` is an
+    ``InputError`` (a typo would otherwise be ignored silently)."""
+    out: dict[str, dict[str, Any]] = {}
+    for model, key, value in items or ():
+        if model is not None and model not in models:
+            raise InputError(
+                f"--model-option names model {model!r}, which is not a --model "
+                f"(models: {', '.join(models)})"
+            )
+        for name in models if model is None else (model,):
+            out.setdefault(name, {})[key] = value
+    return out

@@ -43,6 +43,7 @@ from medseg.inference.image_input import as_image, guess_modality, model_array
 from medseg.inference.prompt_input import BINARY_MASK_LOGIT, prompt_set, volume_logits
 from medseg.inference.propagation import PropagationConfig, propagate
 from medseg.inference.result import Prediction, label_map_from_logits
+from medseg.inference.view_frame import ViewFrame, in_view_frame
 from medseg.io.image import Image, LabelMap
 from medseg.models.base import PromptableModel
 from medseg.prompts.types import PromptSet, validate_box3d, validate_slice_index
@@ -111,26 +112,32 @@ class Predictor:
         self._unit: np.ndarray | None = None
         self._key = ""
         self._auto: LabelMap | None = None
+        self._frame: ViewFrame | None = None  # set_image(frame="view") of a turned volume
         self.text_weights = text_weights
         self._text_decoder: Any = None  # medseg.inference.text loads it on first use
 
     # ---- image -----------------------------------------------------------------------
     @property
     def image(self) -> Image | None:
-        """The current image (None before :meth:`set_image`)."""
+        """The image the model segments (None before :meth:`set_image`): the given one, or
+        in the view frame the volume as the app shows it; results carry the given one."""
         return self._image
 
-    def set_image(self, image: Image | np.ndarray, *, modality: str | None = None) -> None:
+    def set_image(self, image: Image | np.ndarray, *, modality: str | None = None,
+                  frame: str = "view") -> None:  # fmt: skip
         """Set the image to segment; a 2D image is embedded now, a volume slice by slice later.
 
         ``modality`` overrides the image's (e.g. ``"CT"`` for a numpy array in HU). An auto
-        model segments the whole image now (cached like embeddings).
+        model segments the whole image now (cached like embeddings). ``frame``: ``"view"``
+        segments a volume's slices as the app shows them (e.g. a RAS NIfTI flipped), prompts
+        and results still in array indices; ``"array"``: as stored (see ``view_frame``).
         Raises ``InputError`` for unusable arrays (NaN/inf, wrong shape).
         """
         img = as_image(image)
         if modality is not None:
             img = img.with_array(img.array, modality=modality)
-        auto = self.auto
+        auto, view = self.auto, ViewFrame.of(img, frame, self.auto is not None)
+        img = img if view is None else view.shown
         arr = model_array(img, first_channel=auto is not None)
         if arr.size == 0:
             raise InputError(f"image is empty: shape {arr.shape}")
@@ -141,7 +148,7 @@ class Predictor:
             key = content_hash(img.array, img.channels, img.spacing, img.origin, img.direction)
             labels = self._cache.get_or_compute((key, "auto"), lambda: auto.segment(img))
         self._key = content_hash(arr, modality, repr(self.window), self.model.name)
-        self._image, self._unit, self._auto = img, unit, labels
+        self._image, self._unit, self._auto, self._frame = img, unit, labels, view
         if img.ndim == 2:
             self.embedding()
 
@@ -164,10 +171,8 @@ class Predictor:
         """Auto models: the automatic label map of the current image (class names in
         ``label_names``), on the image's grid."""
         if self.auto is None or self._auto is None:
-            raise ModelError(
-                f"segment_all() needs a medseg auto model (Predictor(MODEL_DIR)), not "
-                f"{self.model.name!r}"
-            )
+            raise ModelError(f"segment_all() needs a medseg auto model (Predictor(MODEL_DIR)), "
+                             f"not {self.model.name!r}")  # fmt: skip
         self._require_image()
         return self._auto
 
@@ -196,6 +201,7 @@ class Predictor:
         return prompt_set(shape, *args, image_shape=image_shape, **kwargs)
 
     # ---- prediction ------------------------------------------------------------------
+    @in_view_frame
     def predict(
         self,
         box: Any = None,
@@ -314,10 +320,9 @@ class Predictor:
         if not kinds:
             return auto_prediction(seed, image, info)
         if boxes is not None or box3d is not None:
-            raise PromptError(
-                "an auto model's mask is corrected one class and slice at a time: give box=, "
-                "points= or scribbles= (with slice_index= on a volume), not boxes= or box3d="
-            )
+            raise PromptError("an auto model's mask is corrected one class and slice at a time: "
+                              "give box=, points= or scribbles= (with slice_index= on a volume), "
+                              "not boxes= or box3d=")  # fmt: skip
         mask_input = seed if mask_input is None else mask_input
         if image.ndim == 2:
             if z is not None:
@@ -354,10 +359,8 @@ class Predictor:
         shape = self._require_image().shape
         if box3d is None:
             if slice_index is None:
-                raise PromptError(
-                    "this image is 3D: give slice_index=z with the 2D prompt, or box3d="
-                    "(x0, y0, z0, x1, y1, z1)"
-                )
+                raise PromptError("this image is 3D: give slice_index=z with the 2D prompt, or "
+                                  "box3d=(x0, y0, z0, x1, y1, z1)")  # fmt: skip
             return box, validate_slice_index(slice_index, shape[0]), (0, shape[0] - 1)
         if box is not None or boxes is not None:
             raise PromptError("give either box3d= or box=/boxes= with slice_index, not both")

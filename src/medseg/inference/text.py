@@ -149,18 +149,22 @@ def side_cut(mask: np.ndarray, body: np.ndarray, side: str, left_high_x: bool = 
 
 
 def _decode_2d(pred: Any, queries: list[TextQuery], z: int | None) -> tuple[np.ndarray, ...]:
-    """Logits ``(N, H, W)``, presence ``(N,)`` and found ``(N,)`` of ``queries`` on the 2D
-    image or slice ``z``."""
+    """Logits ``(N, H, W)``, presence ``(N,)``, found ``(N,)`` and found-by-the-prior ``(N,)``
+    of ``queries`` on the 2D image or slice ``z``."""
     lite, emb = lite_parts(pred.model, pred.embedding(z))
     decoder = text_decoder(pred, lite)
     vectors = np.stack([decoder.vector(_names(q)) for q in queries])
     d = decoder.decode(emb, vectors)
-    logits, presence = d.logits[:, 0].copy(), d.scores[:, 0]
+    logits, presence = d.logits[:, 0].copy(), d.scores[:, 0].copy()
     colour = is_colour(pred.image)
     found = (presence >= decoder.threshold) & np.array([plausible(q, colour) for q in queries])
     unit = pred._unit if z is None else pred._unit[z]
     body = unit if unit.ndim == 2 else unit.mean(-1)
+    by_prior = np.zeros(len(queries), bool)
     for i, q in enumerate(queries):
+        if not found[i] and not colour and plausible(q, colour):
+            _prior_fallback(pred, q, lite, emb, body, i, (logits, presence, found))
+            by_prior[i] = found[i]
         mask = logits[i] > 0
         if found[i] and q.side is not None:
             keep = side_cut(mask, body, q.side, patient_left_is_high_x(pred.image))
@@ -168,7 +172,24 @@ def _decode_2d(pred: Any, queries: list[TextQuery], z: int | None) -> tuple[np.n
         if not found[i] or not (logits[i] > 0).any():
             found[i] = False
             logits[i] = EMPTY_LOGIT
-    return logits, presence.astype(np.float32), found
+    return logits, presence.astype(np.float32), found, by_prior & found
+
+
+def _prior_fallback(pred: Any, q: TextQuery, lite: Any, emb: Any, unit: np.ndarray, i: int,
+                    out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:  # fmt: skip
+    """Where the head found nothing, the body-relative anatomical prior's mask
+    (:mod:`medseg.models.text_prior`) is written into row ``i`` of ``out`` = (logits,
+    presence, found). Opt-in, measured no better (``docs/benchmarks.md``): ``pred.text_prior``
+    = True (the bundled prior) or a prior file; unset / False / None: off."""
+    setting = getattr(pred, "text_prior", False)
+    if setting is None or setting is False:
+        return
+    from medseg.models import text_prior
+
+    prior = text_prior.load_prior(None if setting is True else setting)
+    choice = text_prior.answer(prior, pred.image, unit, lite, emb, q.target.id, q.side is not None)
+    if choice is not None:
+        out[0][i], out[1][i], out[2][i] = choice.logits, choice.score, True
 
 
 def text_decoder(pred: Any, lite: Any) -> Any:
@@ -188,10 +209,12 @@ def _names(q: TextQuery) -> list[str]:
     return [normalize_phrase(p) for p in (base.name, *base.synonyms)]
 
 
-def _info(queries: list[TextQuery], presence: np.ndarray, found: np.ndarray) -> list[dict]:
+def _info(queries: list[TextQuery], presence: np.ndarray, found: np.ndarray,
+          prior: Any = None) -> list[dict]:  # fmt: skip
+    prior = np.zeros(len(queries), bool) if prior is None else prior
     return [{"text": q.text, "target": q.target.name, "side": q.side,
-             "presence": round(float(p), 4), "found": bool(f)}
-            for q, p, f in zip(queries, presence, found, strict=True)]  # fmt: skip
+             "presence": round(float(p), 4), "found": bool(f), "prior": bool(b)}
+            for q, p, f, b in zip(queries, presence, found, prior, strict=True)]  # fmt: skip
 
 
 def text_list(
@@ -225,18 +248,25 @@ def predict_text(
 ) -> Prediction:
     """Segment the targets ``texts`` name on ``pred``'s current image (module docstring)."""
     image = pred._require_image()
+    from medseg.inference import text_auto  # phrases naming a loaded auto model's classes
+
+    routed = text_auto.routes(pred, texts)
+    if routed is not None:
+        return text_auto.predict_routed(pred, texts, routed, slice_index, propagate, stacked,
+                                        predict_text)  # fmt: skip
     queries = [parse_target(t, modality=image.modality) for t in texts]
     if image.ndim == 2:
         if slice_index is not None:
             raise PromptError("slice_index needs a 3D image; this image is 2D")
-        logits, presence, found = _decode_2d(pred, queries, None)
-        return _result(pred, image, logits, presence, found, queries, stacked, {})
+        logits, presence, found, prior = _decode_2d(pred, queries, None)
+        return _result(pred, image, logits, presence, (found, prior), queries, stacked, {})
     if not propagate:
         if slice_index is None:
             raise PromptError("propagate=False needs slice_index=z, the slice to segment")
         z = validate_slice_index(slice_index, image.shape[0])
-        logits, presence, found = _decode_2d(pred, queries, z)
-        return _result(pred, image, logits, presence, found, queries, stacked, {"slice_index": z})
+        logits, presence, found, prior = _decode_2d(pred, queries, z)
+        extra = {"slice_index": z}
+        return _result(pred, image, logits, presence, (found, prior), queries, stacked, extra)
     objects = [_volume_object(pred, q, slice_index) for q in queries]
     return _stack_volume(pred, image, objects, queries, stacked)
 
@@ -247,9 +277,10 @@ def refine_text(
     """``first`` (a one-target text result) corrected by clicks ``points`` ``(N, 2|3)``
     (``(x, y[, z])``): the text mask is the ``mask_input`` of an ordinary click prompt. A
     target the head did not find is corrected by the clicks alone (its empty mask would
-    only pull the result towards background)."""
+    only pull the result towards background; nor is a guess of the anatomical prior that
+    every click, positive and outside it, contradicts)."""
     kw: dict[str, Any] = {"slice_index": z} if z is not None else {}
-    if first.found[0]:
+    if first.found[0] and not _prior_contradicted(first, points, point_labels):
         kw["mask_input"] = first
     if pred.image.ndim == 3 and not propagate:
         kw["propagate"] = False
@@ -258,10 +289,29 @@ def refine_text(
     return replace(r, found=(bool(r.mask.any()),), info=info)
 
 
+def _prior_contradicted(first: Prediction, points: Any, point_labels: Any) -> bool:
+    """True when ``first`` is the anatomical prior's guess (2D) and every click is a
+    positive one outside its mask: the guess was the wrong structure, so it is not kept."""
+    entry = first.info.get("text", [{}])[0]
+    mask = np.asarray(first.mask)
+    if not entry.get("prior") or mask.ndim != 2:
+        return False
+    pts = np.asarray(points, float).reshape(-1, np.asarray(points).shape[-1])
+    labels = np.ones(len(pts), int) if point_labels is None else np.asarray(point_labels)
+    h, w = mask.shape
+    for (x, y, *_), lab in zip(pts, labels, strict=True):
+        inside = 0 <= int(y) < h and 0 <= int(x) < w and bool(mask[int(y), int(x)])
+        if lab == 0 or inside:
+            return False
+    return True
+
+
 def _result(pred, image, logits, presence, found, queries, stacked, extra) -> Prediction:
+    found, prior = found if isinstance(found, tuple) else (found, None)
     mask = logits > 0
     labels = label_map_from_logits(mask, logits)
-    info = {"model": f"medseg-text+{pred.model.name}", "text": _info(queries, presence, found)}
+    entries = _info(queries, presence, found, prior)
+    info = {"model": f"medseg-text+{pred.model.name}", "text": entries}
     return Prediction(
         mask=mask if stacked else mask[0],
         logits=logits if stacked else logits[0],
@@ -289,7 +339,7 @@ def _volume_object(pred: Any, q: TextQuery, slice_index: int | None) -> tuple:
         zs = _search_slices(depth)
     best, top = None, (0.0, zs[len(zs) // 2])
     for z in zs:
-        logits, presence, found = _decode_2d(pred, [q], z)
+        logits, presence, found, _ = _decode_2d(pred, [q], z)
         area = int((logits[0] > 0).sum())
         top = max(top, (float(presence[0]), z))
         if found[0] and (best is None or (presence[0], area) > (best[1], best[2])):

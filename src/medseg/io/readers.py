@@ -169,7 +169,7 @@ def load_label(
     fmt = detect_format(p)
     opts = _options(p, fmt, series_uid=series_uid, key=key, index=index, irregular=irregular)
     if fmt == "dicom":
-        from medseg.io.dicomseg import find_seg, load_dicom_seg
+        from medseg.io.dicomseg_read import find_seg, load_dicom_seg
 
         seg_file = find_seg(p, series_uid)
         if seg_file is not None:

@@ -18,6 +18,7 @@ from fastapi import Request
 
 from medseg.errors import ModelError
 from medseg.inference.cache import ByteLRU, MemoryBudget
+from medseg.inference.view_frame import segmented_image
 from medseg.io.image import Image, LabelMap
 from medseg.io.intensity import CT_WINDOWS
 from medseg.server.config import ServerConfig
@@ -30,7 +31,6 @@ from medseg.server.views import (
     auto_window,
     default_window,
     view_axes,
-    view_image,
     view_shape,
     window_names,
 )
@@ -121,9 +121,11 @@ class ServerState:
         }
 
     def predictor(self, image_id: str, view: str) -> Any:
-        """The pooled predictor of an image's view (created and embedded on first use)."""
+        """The pooled predictor of an image's view (created and embedded on first use): the
+        model segments the view's slices as the app shows them (the display-frame rule of
+        ``medseg.Predictor``, :func:`medseg.inference.view_frame.segmented_image`)."""
         image = self.datastore.load(image_id)
-        return self.require_pool().get(image_id, view, lambda: view_image(image, view))
+        return self.require_pool().get(image_id, view, lambda: segmented_image(image, view))
 
 
 def _describe(image: Image) -> dict[str, Any]:

@@ -6,7 +6,8 @@ so that ``--overlay`` (:mod:`medseg.io.overlay`) draws slices as the app shows t
 re-exported here. The browser app gets :func:`view_axes` of each view, and converts a view
 pixel to the array indices ``(x, y[, z])`` that the CLI and the Python API take, showing
 those in its cursor readout and "copy as CLI" line. The HTTP API's prompts are pixels of a
-view's slice (as the view images of :func:`view_image` are segmented).
+view's slice (the model segments the view images of
+:func:`medseg.inference.view_frame.segmented_image`, the Predictor's display-frame rule).
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ annotated foreground classes. When every class is annotated it is MONAI's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["marginal_dice_ce", "marginal_deep_supervision"]
+__all__ = ["marginal_dice_ce", "marginal_deep_supervision", "marginal_dice", "marginal_log_p"]
 
 _SMOOTH = 1e-5  # MONAI DiceLoss's smooth_nr and smooth_dr
 
@@ -30,6 +30,42 @@ def _merged_mask(annotated: torch.Tensor, num_classes: int) -> torch.Tensor:
     merged = ~annotated.bool()
     merged[:, 0] = True  # background always belongs to the merged channel
     return merged
+
+
+def marginal_log_p(
+    logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor
+) -> torch.Tensor:
+    """``(B, *spatial)`` log-probability of each voxel's target: ``log p`` of the target
+    class, or for a target in the merged set (background or a class the sample does not
+    annotate) the log of the summed probability of that set. Arguments as
+    :func:`marginal_dice_ce`."""
+    merged = _merged_mask(annotated.to(logits.device), logits.shape[1])
+    merged_b = merged.view(*merged.shape, *([1] * (logits.ndim - 2)))
+    t = target[:, 0].long()
+    log_p = F.log_softmax(logits, dim=1)
+    log_merged = torch.logsumexp(log_p.masked_fill(~merged_b, float("-inf")), dim=1)
+    log_t = log_p.gather(1, t[:, None])[:, 0]
+    t_merged = merged.gather(1, t.flatten(1)).view_as(t)
+    return torch.where(t_merged, log_merged, log_t)
+
+
+def marginal_dice(
+    logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor
+) -> torch.Tensor:
+    """The Dice term of :func:`marginal_dice_ce` (scalar tensor; same arguments)."""
+    k = logits.shape[1]
+    merged = _merged_mask(annotated.to(logits.device), k)
+    merged_b = merged.view(*merged.shape, *([1] * (logits.ndim - 2)))
+    t = target[:, 0].long()
+    probs = torch.softmax(logits, dim=1)
+    onehot = F.one_hot(t, k).movedim(-1, 1).to(probs.dtype)
+    weight = (~merged_b).to(probs.dtype)  # 1 where the sample annotates the class
+    axes = [0, *range(2, logits.ndim)]
+    inter = torch.sum(onehot * probs * weight, dim=axes)[1:]
+    denom = (torch.sum(onehot * weight, dim=axes) + torch.sum(probs * weight, dim=axes))[1:]
+    f = 1.0 - (2.0 * inter + _SMOOTH) / (denom + _SMOOTH)
+    present = (~merged[:, 1:]).any(dim=0)
+    return torch.mean(f[present]) if bool(present.any()) else logits.sum() * 0.0
 
 
 def marginal_dice_ce(
@@ -52,31 +88,15 @@ def marginal_dice_ce(
         the samples that annotate the class only (``s = 1e-5``); 0 when no sample annotates
         any foreground class.
     """
-    k = logits.shape[1]
-    merged = _merged_mask(annotated.to(logits.device), k)
-    shape = (*merged.shape, *([1] * (logits.ndim - 2)))
-    merged_b = merged.view(shape)
-    t = target[:, 0].long()
-    log_p = F.log_softmax(logits, dim=1)
-    log_merged = torch.logsumexp(log_p.masked_fill(~merged_b, float("-inf")), dim=1)
-    log_t = log_p.gather(1, t[:, None])[:, 0]
-    t_merged = merged.gather(1, t.flatten(1)).view_as(t)
-    ce = -torch.where(t_merged, log_merged, log_t).mean()
-
-    probs = torch.softmax(logits, dim=1)
-    onehot = F.one_hot(t, k).movedim(-1, 1).to(probs.dtype)
-    weight = (~merged_b).to(probs.dtype)  # 1 where the sample annotates the class
-    axes = [0, *range(2, logits.ndim)]
-    inter = torch.sum(onehot * probs * weight, dim=axes)[1:]
-    denom = (torch.sum(onehot * weight, dim=axes) + torch.sum(probs * weight, dim=axes))[1:]
-    f = 1.0 - (2.0 * inter + _SMOOTH) / (denom + _SMOOTH)
-    present = (~merged[:, 1:]).any(dim=0)
-    dice = torch.mean(f[present]) if bool(present.any()) else logits.sum() * 0.0
-    return dice + ce
+    ce = -marginal_log_p(logits, target, annotated).mean()
+    return marginal_dice(logits, target, annotated) + ce
 
 
 def marginal_deep_supervision(
-    outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor, annotated: torch.Tensor
+    outputs: torch.Tensor | Sequence[torch.Tensor],
+    target: torch.Tensor,
+    annotated: torch.Tensor,
+    level_loss: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """:func:`marginal_dice_ce` over deep-supervision outputs, as MONAI's
     ``DeepSupervisionLoss(weight_mode="exp")``: weights ``max(0.5**l, 0.0625)`` per level
@@ -86,13 +106,16 @@ def marginal_deep_supervision(
         outputs: one ``(B, K, *spatial)`` tensor or a list of them (full resolution first).
         target: ``(B, 1, *spatial)`` class indices at full resolution.
         annotated: ``(B, K)`` bool (see :func:`marginal_dice_ce`).
+        level_loss: the loss of one level, ``f(logits, target, annotated)`` (default
+            :func:`marginal_dice_ce`; :mod:`medseg.training.noise` passes a robust one).
     """
+    fn = marginal_dice_ce if level_loss is None else level_loss
     if isinstance(outputs, torch.Tensor):
-        return marginal_dice_ce(outputs.float(), target, annotated)
+        return fn(outputs.float(), target, annotated)
     loss = torch.tensor(0, dtype=torch.float, device=target.device)
     for level, out in enumerate(outputs):
         t = target
         if out.shape[2:] != t.shape[2:]:
             t = F.interpolate(t, size=out.shape[2:], mode="nearest-exact")
-        loss += max(0.5**level, 0.0625) * marginal_dice_ce(out.float(), t, annotated)
+        loss += max(0.5**level, 0.0625) * fn(out.float(), t, annotated)
     return loss

@@ -153,11 +153,14 @@ def train_fold(
     split_mode: str = "random",
     dist: DistInfo | None = None,
     prepared: FoldData | None = None,
+    init: Any = None,
 ) -> Any:
     """Train one fold; returns the ``TrainResult``.
 
     ``prepared``: the fold from :func:`prepare_fold` (then ``data_dir`` and ``split_mode``
-    are not read again); None prepares it here (preprocessing, splits).
+    are not read again); None prepares it here (preprocessing, splits). ``init``: an
+    :class:`~medseg.training.init_weights.InitSource` whose weights training starts from
+    (not on resume).
     """
     from medseg.data.nnunet import read_dataset
     from medseg.training.trainer import Trainer
@@ -176,6 +179,10 @@ def train_fold(
         fd.plan, fd.cache, model_dir / fold_name(config.fold), fd.train_ids, fd.val_ids,
         config, dist, annotated=fd.annotated,
     )  # fmt: skip
+    if init is not None and not resume:  # fine-tuning: another model's weights
+        from medseg.training.init_weights import apply_init
+
+        apply_init(trainer, init)
     return trainer.train(resume=resume)
 
 

@@ -163,6 +163,24 @@ def _postprocessing_lines(info: dict[str, Any]) -> list[str]:
     ]
 
 
+def _semisup_lines(info: dict[str, Any]) -> list[str]:
+    """The semi-supervised section (``info["semi_supervised"]``, see
+    :func:`medseg.training.semisup.semisup_summary`), or nothing."""
+    s = info.get("semi_supervised")
+    if not s:
+        return []
+    return [
+        "## Semi-supervised training",
+        "",
+        f"{s['n_unlabeled']} unlabelled images were used with the {info['train']['n_train']} "
+        f"labelled ones: {s['method']}; unlabelled (mixed) loss weight "
+        f"{s['unlabeled_weight']:g}, ramped up over the first {s['rampup_fraction']:.0%} of "
+        f"the iterations; teacher = EMA (decay {s['ema_decay']}) of the student; copy-paste "
+        f"box {s['box_fraction']:.0%} of the patch side. The saved model is the student.",
+        "",
+    ]
+
+
 def write_report(out_dir: str | Path, info: dict[str, Any]) -> Path:
     """Write ``report.json`` and a readable ``report.md`` from the pipeline's results.
 
@@ -197,6 +215,7 @@ def write_report(out_dir: str | Path, info: dict[str, Any]) -> Path:
         "",
         *_postprocessing_lines(info),
     ]
+    lines += _semisup_lines(info)
     if info.get("raters"):
         lines += ["## Raters", "", format_rater_tables(info["raters"]), ""]
     if info.get("warnings"):

@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,11 @@ class RunOptions:
     max_val_cases_all: int = 4
     raters: tuple[str, ...] | None = None
     fuse_method: str = "staple"
+    init: str | Path | None = None  # fine-tune from a model (medseg.training.init_weights)
+    init_lr: float = 1e-2
+    unlabeled: str | Path | None = None  # semi-supervised (medseg.training.semisup)
+    unlabeled_weight: float = 1.0
+    label_noise: str = "none"  # noisy labels (medseg.training.noise)
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -148,9 +153,10 @@ def _check(data_dir: Path) -> Any:
 def _train_config(opts: RunOptions, train_budget: float | None) -> Any:
     from medseg.training.trainer import TrainConfig
 
+    common = {"fold": opts.fold, "seed": opts.seed, "label_noise": opts.label_noise}
     if opts.iterations is not None:
-        return TrainConfig(fold=opts.fold, iterations=opts.iterations, seed=opts.seed)
-    return TrainConfig(fold=opts.fold, time_budget_s=train_budget, seed=opts.seed)
+        return TrainConfig(iterations=opts.iterations, **common)
+    return TrainConfig(time_budget_s=train_budget, **common)
 
 
 def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any]:
@@ -180,8 +186,10 @@ def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any
 
 def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> Path:
     """Run every step; returns the path of ``report/report.md``."""
+    from medseg.training.init_weights import prepare_init
     from medseg.training.pipeline import fold_name, train_fold, validate_fold
     from medseg.training.report import write_report
+    from medseg.training.semisup import prepare_unlabeled, semisup_summary
 
     t0 = time.perf_counter()
     data_dir, model_dir = Path(data_dir), Path(model_dir)
@@ -193,7 +201,9 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
             data_dir, raters = prepare_rater_dataset(
                 data_dir, model_dir, opts.raters, opts.fuse_method
             )
+        init = None if opts.init is None else prepare_init(opts.init, data_dir, model_dir)
         prep = _prepare(data_dir, model_dir, opts)
+        unlabeled = prepare_unlabeled(opts.unlabeled, data_dir, model_dir)
     plan, val_ids = prep["plan"], prep["val_ids"]
     train_budget = None
     if opts.time_budget_s is not None:
@@ -204,8 +214,11 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
         log.info("training budget %.0f s (%.0f s reserved for validation)", train_budget, reserve)
     t_train = time.perf_counter()
     fold = prep["fold"]
-    result = train_fold(data_dir, model_dir, _train_config(opts, train_budget),
-                        resume=opts.resume, prepared=fold)  # fmt: skip
+    cfg = replace(_train_config(opts, train_budget), unlabeled=unlabeled,
+                  unlabeled_weight=opts.unlabeled_weight)  # fmt: skip
+    if init is not None:
+        cfg = replace(cfg, initial_lr=opts.init_lr)
+    result = train_fold(data_dir, model_dir, cfg, resume=opts.resume, prepared=fold, init=init)
     train_s = time.perf_counter() - t_train
     val = validate_fold(
         data_dir, model_dir, opts.fold, tta=opts.tta, case_ids=val_ids, prepared=fold
@@ -239,6 +252,9 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
         "curve": f"../{fold_name(opts.fold)}/training_curve.png",
         "warnings": _warnings(plan, result, val, opts, prep["issues"]),
         "raters": raters,
+        "semi_supervised": (
+            semisup_summary(len(unlabeled), opts.unlabeled_weight) if unlabeled else None
+        ),
     }
     return write_report(report_dir, info)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from medseg.errors import InputError
 from medseg.training.augment import AugmentConfig
+from medseg.training.noise import check_label_noise
 
 __all__ = ["TrainConfig", "TrainResult"]
 
@@ -35,6 +36,12 @@ class TrainConfig:
     seed: int = 0
     stop_after: int | None = None
     checkpoint_every_s: float = 60.0
+    #: noisy labels (:mod:`medseg.training.noise`): none, robust, gce or correct
+    label_noise: str = "none"
+    #: semi-supervised (:mod:`medseg.training.semisup`): cache ids of unlabelled cases
+    #: (empty = off) and the weight of their copy-paste loss
+    unlabeled: tuple[str, ...] = ()
+    unlabeled_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if (self.time_budget_s is None) == (self.iterations is None):
@@ -43,6 +50,9 @@ class TrainConfig:
             raise InputError(f"time budget must be positive, got {self.time_budget_s}")
         if self.iterations is not None and self.iterations < 1:
             raise InputError(f"iterations must be >= 1, got {self.iterations}")
+        check_label_noise(self.label_noise)
+        if self.unlabeled_weight < 0:
+            raise InputError(f"unlabeled weight must be >= 0, got {self.unlabeled_weight}")
 
 
 @dataclass(frozen=True)

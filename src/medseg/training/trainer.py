@@ -30,7 +30,9 @@ from medseg.training.cache import load_preprocessed
 from medseg.training.data import PatchSampler
 from medseg.training.ddp import DistInfo, all_reduce_sum, broadcast_object
 from medseg.training.losses import marginal_deep_supervision
+from medseg.training.noise import NoiseRobustLoss
 from medseg.training.pseudo_dice import class_counts, pseudo_dice
+from medseg.training.semisup import build_semisup
 from medseg.training.train_config import TrainConfig, TrainResult
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer"]
@@ -96,6 +98,7 @@ class Trainer:
         )
         dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
         self.loss_fn = DeepSupervisionLoss(dice_ce, weight_mode="exp")
+        self.noise = None if config.label_noise == "none" else NoiseRobustLoss(config.label_noise)
         self.ddp_model = self.model
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -107,6 +110,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._best_state: tuple[int, dict[str, Any]] | None = None
         self._last_save = time.perf_counter()
+        self.semi = build_semisup(self, cache)  # --unlabeled: mean teacher + copy-paste
 
     # ---- schedule -----------------------------------------------------------------------
     def _initial_total(self) -> int:
@@ -149,6 +153,9 @@ class Trainer:
         return x.to(self.device), y.to(self.device)
 
     def _loss(self, outs: Any, y: torch.Tensor, sampler: PatchSampler) -> torch.Tensor:
+        if self.noise is not None and self.model.training:  # --label-noise (training.noise)
+            ann = torch.from_numpy(sampler.annotated(self.plan.num_classes)).to(self.device)
+            return self.noise(outs, y, ann, self.iteration / max(self.total, 1))
         if not self.partial:
             return self.loss_fn(outs, y)
         ann = torch.from_numpy(sampler.annotated(self.plan.num_classes)).to(self.device)
@@ -156,16 +163,24 @@ class Trainer:
 
     def _step(self) -> float:
         x, y = self._batch(self.plan.batch_size, self.sampler, augment=True)
+        if self.semi is not None:  # + copy-paste mixed labelled/unlabelled images
+            x = torch.cat([x, self.semi.mixed_images(x, y)])
         for group in self.optimizer.param_groups:
             group["lr"] = _poly_lr(self.cfg.initial_lr, self.iteration, self.total)
         self.ddp_model.train()
         out = self.ddp_model(x)
         outs = list(torch.unbind(out, dim=1)) if out.ndim == x.ndim + 1 else out
+        if self.semi is not None:
+            outs, mixed = self.semi.split(outs)
         loss = self._loss(outs, y, self.sampler)
+        if self.semi is not None:
+            loss = loss + self.semi.loss(mixed)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        if self.semi is not None:
+            self.semi.update_teacher()
         return float(loss.detach())
 
     @torch.no_grad()
@@ -208,6 +223,7 @@ class Trainer:
             "rng_torch": self.gen.get_state(),
             "config": asdict(self.cfg),
             "plan": self.plan.to_dict(),
+            "teacher": self.semi.state_dict() if self.semi is not None else None,
         }
 
     def save_checkpoint(self, name: str) -> Path | None:
@@ -242,6 +258,8 @@ class Trainer:
         self.epoch_len, self.elapsed = int(state["epoch_len"]), float(state["elapsed_s"])
         self.best_ema, self.ema = float(state["best_ema"]), state["ema"]
         self.history = list(state["history"])
+        if self.semi is not None:
+            self.semi.load_state_dict(state.get("teacher"))
         if self.dist.is_main:
             self.rng.bit_generator.state = state["rng_numpy"]
             self.gen.set_state(state["rng_torch"])

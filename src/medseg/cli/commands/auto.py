@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from medseg.cli.arguments import parse_duration
+from medseg.cli.auto_init import add_init_options, init_options
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
+from medseg.cli.auto_train_options import add_label_efficiency_options, fuse_raters, rater_options
 from medseg.cli.image_input import image_ref, is_remote, push_needs_remote, segment_remote
+from medseg.cli.label_export import add_export_labels_parser, export_labels
 from medseg.errors import InputError
 
 NAME = "auto"
@@ -57,32 +61,31 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _rater_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--raters", nargs="*", metavar="DIR", default=None,
-        help="train on the fusion of several raters' label folders (one <case><ending> file "
-        "per training case each): the DIRs given, or with no DIR the dataset's "
-        "labelsTr_<rater>/ folders; fused once into MODEL/fused_labels, agreement in "
-        "MODEL/raters.json",
-    )  # fmt: skip
-    p.add_argument(
-        "--fuse", choices=("staple", "vote"), default=None,
-        help="with --raters: STAPLE thresholded at 0.5, or majority vote (ties -> background) "
-        "(default staple)",
-    )  # fmt: skip
-
-
-def _rater_options(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, str]:
-    """``(rater folders or None, fusion method)``; ``--fuse`` alone is an error."""
-    if args.raters is None:
-        if args.fuse is not None:
-            raise InputError("--fuse only applies with --raters")
-        return None, "staple"
-    return tuple(str(d) for d in args.raters), args.fuse or "staple"
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def _split_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--split-mode", choices=("random", "blocks"), default="random",
+        help="cross-validation folds: random = shuffled with --seed, blocks = contiguous runs "
+        "of sorted case ids (for correlated neighbours); used when splits.json is first "
+        "written (default %(default)s)",
+    )  # fmt: skip
+
+
+def _training_args(p: argparse.ArgumentParser) -> None:
+    """Options ``train`` and ``run`` share after their own: seed, label-efficient training,
+    ``--init``, plan sizing and threads."""
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="random seed of the fold split, preprocessing sampling and training "
+        "(default %(default)s)",
+    )  # fmt: skip
+    add_label_efficiency_options(p)
+    add_init_options(p)
+    _plan_args(p)
+    _common(p)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,26 +109,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     _plan_args(p)
     _common(p)
+    _add_train(sub)
+    _add_predict(sub)
+    _add_run(sub)
+    add_export_labels_parser(sub)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one fold (plans first if needed)")
     p.add_argument("data", type=Path, help="nnU-Net raw dataset folder (with dataset.json)")
     p.add_argument("--out", type=Path, required=True, help="model folder")
     _budget_args(p, required=True)
     p.add_argument("--fold", type=parse_fold, default=0, help="0..4 or all (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from checkpoint_latest.pt")
-    p.add_argument(
-        "--split-mode", choices=("random", "blocks"), default="random",
-        help="cross-validation folds: random = shuffled with --seed, blocks = contiguous runs "
-        "of sorted case ids (for correlated neighbours); used when splits.json is first "
-        "written (default %(default)s)",
-    )  # fmt: skip
-    p.add_argument(
-        "--seed", type=int, default=0,
-        help="random seed of the fold split, preprocessing sampling and training "
-        "(default %(default)s)",
-    )  # fmt: skip
-    _rater_args(p)
-    _plan_args(p)
-    _common(p)
+    _split_args(p)
+    _training_args(p)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment a file or an imagesTs-style folder")
     p.add_argument("model", type=Path, help="trained medseg auto model folder")
     p.add_argument(
@@ -165,6 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --num-parts: predict part I, the cases I, I+N, I+2N, ... (default 0)",
     )  # fmt: skip
     _common(p)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="check, plan, train, validate and report in one budget")
     p.add_argument("data", type=Path, help="nnU-Net raw dataset folder (with dataset.json)")
     p.add_argument("--out", type=Path, required=True, help="model folder")
@@ -173,12 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fold", type=parse_fold, default=0,
         help="fold to train and validate, 0..4, or all (every case trains; default 0)",
     )  # fmt: skip
-    p.add_argument(
-        "--split-mode", choices=("random", "blocks"), default="random",
-        help="cross-validation folds: random = shuffled with --seed, blocks = contiguous runs "
-        "of sorted case ids (for correlated neighbours); used when splits.json is first "
-        "written (default %(default)s)",
-    )  # fmt: skip
+    _split_args(p)
     p.add_argument(
         "--tta", action="store_true",
         help="validate with mirrored test-time augmentation (slower, often better)",
@@ -190,14 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-val-cases", type=int, default=4, metavar="N",
         help="with --fold all (validation = training cases): predict at most N of them",
     )  # fmt: skip
-    p.add_argument(
-        "--seed", type=int, default=0,
-        help="random seed of the fold split, preprocessing sampling and training "
-        "(default %(default)s)",
-    )  # fmt: skip
-    _rater_args(p)
-    _plan_args(p)
-    _common(p)
+    _training_args(p)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -259,53 +251,56 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fuse_raters(args: argparse.Namespace, raters: tuple[str, ...], method: str) -> Path:
-    from medseg.training.raters import prepare_rater_dataset
-
-    data, summary = prepare_rater_dataset(args.data, args.out, raters, method)
-    print(
-        f"fused {len(summary['raters'])} raters ({method}) of {summary['n_cases']} cases into "
-        f"{args.out / 'fused_labels'}: mean pairwise Dice {summary['mean_pairwise_dice']:.3f}, "
-        f"Fleiss' kappa {summary['mean_fleiss_kappa']:.3f} (per case and class: "
-        f"{args.out / 'raters.json'})"
-    )
-    return data
-
-
 def _train(args: argparse.Namespace) -> int:
     from medseg.training.ddp import barrier, cleanup, init_distributed
     from medseg.training.pipeline import plan_dataset, train_fold
     from medseg.training.raters import fused_data_dir
     from medseg.training.run import preprocess_model_dir, remove_if_created
+    from medseg.training.semisup import prepare_unlabeled
     from medseg.training.trainer import TrainConfig
 
-    raters, method = _rater_options(args)
+    raters, method = rater_options(args)
+    init, init_cfg = init_options(args)  # --init OLD_MODEL: fine-tune its weights
     data = args.data if raters is None else fused_data_dir(args.out)
     dist = init_distributed()
     try:
         if dist.is_main:
             with remove_if_created(args.out):  # a failed check leaves no half-built folder
                 if raters is not None:
-                    data = _fuse_raters(args, raters, method)
+                    data = fuse_raters(args, raters, method)
+                if init is not None:
+                    from medseg.training.init_weights import adopt_plan
+
+                    adopt_plan(init, data, args.out)
                 if not (args.out / "plans.json").is_file():
                     plan_dataset(data, args.out, _budget(args, args.time_budget or 1800.0))
                 preprocess_model_dir(data, args.out, seed=args.seed)
+                unlabeled = prepare_unlabeled(args.unlabeled, data, args.out)
         barrier(dist)
+        if not dist.is_main:
+            unlabeled = prepare_unlabeled(args.unlabeled, data, args.out, preprocess=False)
         cfg = TrainConfig(
             fold=args.fold,
             time_budget_s=args.time_budget,
             iterations=args.iterations,
             seed=args.seed,
+            unlabeled=unlabeled,
+            unlabeled_weight=args.unlabeled_weight,
+            label_noise=args.label_noise,
         )
+        cfg = replace(cfg, **init_cfg)
         result = train_fold(
-            data, args.out, cfg, resume=args.resume, split_mode=args.split_mode, dist=dist
-        )
+            data, args.out, cfg, resume=args.resume, split_mode=args.split_mode, dist=dist,
+            init=init,
+        )  # fmt: skip
         # every rank done with its collectives before any leaves the group: a rank that
         # destroyed the group while another still used it aborted gloo (SIGABRT, seen once)
         barrier(dist)
     finally:
         cleanup(dist)
     if dist.is_main:
+        if init is not None:
+            print(f"initialised from {init.describe()}, initial lr {cfg.initial_lr:g}")
         state = "finished" if result.finished else "stopped"
         print(
             f"{state} at iteration {result.iterations}/{result.total_iterations} "
@@ -343,10 +338,15 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_init(args: argparse.Namespace) -> dict:
+    init, cfg = init_options(args)  # checked here, resolved again by run_auto
+    return {} if init is None else {"init": args.init, "init_lr": cfg["initial_lr"]}
+
+
 def _run(args: argparse.Namespace) -> int:
     from medseg.training.run import RunOptions, run_auto
 
-    raters, method = _rater_options(args)
+    raters, method = rater_options(args)
     opts = RunOptions(
         time_budget_s=args.time_budget,
         iterations=args.iterations,
@@ -361,6 +361,10 @@ def _run(args: argparse.Namespace) -> int:
         max_val_cases_all=args.max_val_cases,
         raters=raters,
         fuse_method=method,
+        **_run_init(args),
+        unlabeled=args.unlabeled,
+        unlabeled_weight=args.unlabeled_weight,
+        label_noise=args.label_noise,
     )
     report = run_auto(args.data, args.out, opts)
     print(report.read_text())
@@ -380,5 +384,6 @@ def run(args: argparse.Namespace) -> int:
         "train": _train,
         "predict": _predict,
         "run": _run,
+        "export-labels": export_labels,
     }
     return steps[args.auto_command](args)

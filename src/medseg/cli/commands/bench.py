@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medseg.cli.arguments import model_options, parse_model_option
+
 NAME = "bench"
 HELP = "benchmark promptable models with simulated users (boxes, clicks, scribbles)"
 
@@ -110,6 +112,14 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="torch CPU threads of every model with a num_threads option (nested for "
         "litemedsam+interactive); default: each model's own (the recorded benchmarks use 1)",
+    )
+    g.add_argument(
+        "--model-option",
+        action="append",
+        type=parse_model_option,
+        metavar="[MODEL:]KEY=VALUE",
+        help="an option of Predictor(MODEL, KEY=VALUE), repeatable; without MODEL for every "
+        "--model (e.g. litemedsam-clicks:decoder_weights=weights.pt, tta=false)",
     )
 
 
@@ -215,6 +225,8 @@ def _text_parser(sub: Any) -> None:
         "--max-targets", type=int, metavar="N", help="at most N targets per case (a seeded sample)"
     )
     t.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    t.add_argument("--text-prior", action="store_true",
+                   help="also try the anatomical prior where the text head finds none")  # fmt: skip
     t.add_argument("--out", type=Path, default=Path("bench_text"), metavar="DIR",
                    help="output folder (default bench_text)")  # fmt: skip
 
@@ -241,6 +253,7 @@ def _config(args: argparse.Namespace):
         instances=args.instances, min_area=args.min_area, volume=args.volume,
         noc_metric=args.noc_metric, noc_cap=args.noc_cap, jobs=args.jobs,
         gallery_size=args.gallery_size, threads=args.threads,
+        model_options=model_options(args.model_option, list(dict.fromkeys(args.model))),
     )  # fmt: skip
 
 
@@ -251,6 +264,7 @@ def _run_text(args: argparse.Namespace) -> int:
         model=args.model, clicks=args.clicks, synonyms=args.synonyms,
         absent_per_image=args.absent, limit=args.limit, max_targets=args.max_targets,
         seed=args.seed, text_weights=None if args.text_weights is None else str(args.text_weights),
+        text_prior=args.text_prior,
     )  # fmt: skip
     quiet = logging.getLogger("medseg").level > logging.INFO
     payload = run_text_bench(args.data, config, args.out, progress=not quiet,

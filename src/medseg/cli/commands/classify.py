@@ -48,6 +48,17 @@ def _non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+def _member_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    allowed = (*MODELS[1:], "baseline")
+    bad = [n for n in names if n not in allowed]
+    if bad or len(names) < 2:
+        raise argparse.ArgumentTypeError(
+            f"need two or more comma-separated members from {', '.join(allowed)}; got {text!r}"
+        )
+    return names
+
+
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a classifier on a MedMNIST .npz, folder or CSV")
     p.add_argument(
@@ -67,7 +78,15 @@ def _add_train(sub: Any) -> None:
         "--model",
         choices=MODELS,
         default=None,
-        help="network (default auto: tinyvit with one augmented train copy for 2D, cnn3d for 3D)",
+        help="network (default auto: for 2D an ensemble of tinyvit with one augmented train "
+        "copy and efficientnet-lite0, see --ensemble; cnn3d for 3D)",
+    )
+    p.add_argument(
+        "--ensemble",
+        type=_member_list,
+        metavar="A,B,...",
+        help="train these members (networks, or 'baseline' for the ResNet-18 recipe) one "
+        "after the other (each an equal share of the budget left) and average their probabilities",
     )
     p.add_argument(
         "--baseline",
@@ -222,6 +241,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "feature_augment_copies": args.feature_augment,
     }
     out = {k: v for k, v in given.items() if v is not None}
+    if args.ensemble:
+        out.update(model="ensemble", ensemble=args.ensemble)
     out.update(time_budget_s=args.time_budget, seed=args.seed, progress=not args.no_progress)
     if args.threads:
         out["threads"] = args.threads

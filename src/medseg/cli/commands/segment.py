@@ -50,7 +50,6 @@ from medseg.cli.segment_output import (
     text_line,
     text_prompts,
 )
-from medseg.cli.segment_view import display_frame
 from medseg.errors import InputError, PromptError
 
 NAME = "segment"
@@ -315,14 +314,12 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if auto:
         overrides |= auto_predict_options(args)
     predictor = Predictor(args.model, window=args.window, **overrides)
-    # prompts: array indices; the model sees the slices as the app shows them (segment_view)
-    shown, shown_kw, back = (image, kw, None) if auto else display_frame(image, kw)
-    predictor.set_image(shown, modality=args.modality)
+    # prompts: array indices; the model sees the slices as the app shows them (view_frame)
+    predictor.set_image(image, modality=args.modality)
     if predictor.auto is not None:
         labels, z = _segment_auto(args, predictor, kw, image, values)
     else:
-        labels, z = _segment_prompted(predictor, shown_kw, image, values)
-        labels = back(labels) if back else labels
+        labels, z = _segment_prompted(predictor, kw, image, values)
     out = _write(args, image, labels, out)
     print(f"wrote {out}")
     pushed = push_seg(args, out)

@@ -181,7 +181,7 @@ def _segment(pooled: PooledPredictor, obj: ClickObject, propagate: bool) -> tupl
         pred = predictor.predict(slice_index=z, propagate=propagate, **kwargs)
     if propagate:
         return pred.mask, z, ignored
-    mask = np.zeros(image.shape, bool)
+    mask = np.zeros(pred.image.shape, bool)  # the stored array's shape (Predictor view frame)
     mask[z] = pred.mask
     return mask, z, ignored
 

@@ -1,0 +1,51 @@
+"""Shared steps of the ``medseg auto`` benchmarks (``auto_adapt.py``, ``auto_semisup.py``,
+``auto_corrections.py``, ``auto_label_noise.py``, ...): run a ``medseg`` command with its
+output in a log, and convert a ``../shared/data`` set into an nnU-Net raw folder whose fixed
+test cases sit in ``imagesTs``/``labelsTs``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+MEDSEG = [sys.executable, "-m", "medseg"]
+
+
+def run(cmd: list[str], log: Path) -> float:
+    """Run a command with its output in ``log``; returns the wall time (raises on failure)."""
+    t0 = time.perf_counter()
+    with log.open("w") as fh:
+        subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True)
+    return time.perf_counter() - t0
+
+
+def convert_with_test(
+    src: Path, test_cases: Sequence[str], raw: Path, work: Path, convert_args: Sequence[str] = ()
+) -> Path:
+    """``medseg auto convert src`` into ``raw`` (once: an existing ``raw/dataset.json`` is
+    reused), with every channel image and the label of ``test_cases`` moved from
+    ``imagesTr``/``labelsTr`` to ``imagesTs``/``labelsTs``; ``work`` holds the log and the
+    temporary folder (so a killed run never leaves a half-written ``raw``)."""
+    if (raw / "dataset.json").is_file():
+        return raw
+    tmp = work / "raw_tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    run([*MEDSEG, "auto", "convert", str(src), str(tmp), *convert_args], work / "convert.log")
+    meta = json.loads((tmp / "dataset.json").read_text())
+    ending = meta["file_ending"]
+    for folder in ("imagesTs", "labelsTs"):
+        (tmp / folder).mkdir(exist_ok=True)
+    for case in test_cases:
+        for f in sorted((tmp / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{ending}")):
+            shutil.move(str(f), str(tmp / "imagesTs" / f.name))
+        shutil.move(str(tmp / "labelsTr" / f"{case}{ending}"), str(tmp / "labelsTs"))
+    meta["numTraining"] = len(list((tmp / "labelsTr").iterdir()))
+    (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(tmp), str(raw))
+    return raw
