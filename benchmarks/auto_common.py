@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 MEDSEG = [sys.executable, "-m", "medseg"]
@@ -25,17 +25,25 @@ def run(cmd: list[str], log: Path) -> float:
 
 
 def convert_with_test(
-    src: Path, test_cases: Sequence[str], raw: Path, work: Path, convert_args: Sequence[str] = ()
+    src: Path,
+    test_cases: Sequence[str],
+    raw: Path,
+    work: Path,
+    convert_args: Sequence[str] = (),
+    transform: Callable[[Path], None] | None = None,
 ) -> Path:
     """``medseg auto convert src`` into ``raw`` (once: an existing ``raw/dataset.json`` is
     reused), with every channel image and the label of ``test_cases`` moved from
     ``imagesTr``/``labelsTr`` to ``imagesTs``/``labelsTs``; ``work`` holds the log and the
-    temporary folder (so a killed run never leaves a half-written ``raw``)."""
+    temporary folder (so a killed run never leaves a half-written ``raw``); ``transform``
+    edits the converted folder in place before the split (e.g. downsampling)."""
     if (raw / "dataset.json").is_file():
         return raw
     tmp = work / "raw_tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     run([*MEDSEG, "auto", "convert", str(src), str(tmp), *convert_args], work / "convert.log")
+    if transform is not None:
+        transform(tmp)
     meta = json.loads((tmp / "dataset.json").read_text())
     ending = meta["file_ending"]
     for folder in ("imagesTs", "labelsTs"):
@@ -49,3 +57,14 @@ def convert_with_test(
     raw.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(tmp), str(raw))
     return raw
+
+
+def write_results(results: dict, out: Path, copy: Path | None = None) -> None:
+    """``results`` as JSON to ``out/results.json`` and, when given, to ``copy`` too (e.g.
+    ``benchmarks/results/NAME.json``); called after every arm, so a killed run keeps the
+    arms done so far."""
+    text = json.dumps(results, indent=2) + "\n"
+    (out / "results.json").write_text(text)
+    if copy is not None:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(text)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from auto_common import MEDSEG, convert_with_test, run
+from auto_common import MEDSEG, convert_with_test, run, write_results
 
 SRC = "isbi2012_em"
 TRAIN = [f"train_{i:02d}" for i in range(0, 18)]
@@ -239,11 +239,7 @@ def main() -> int:
                   f"({row['run_wall_s']:.0f} s)", flush=True)  # fmt: skip
             setting.update(summarise(setting["modes"]))
             setting["earlier_tries"] = earlier_tries(out / f"f{fraction:g}")
-            text = json.dumps(results, indent=2) + "\n"
-            (out / "results.json").write_text(text)
-            if args.results:
-                args.results.parent.mkdir(parents=True, exist_ok=True)
-                args.results.write_text(text)
+            write_results(results, out, args.results)
     return 0
 
 

@@ -33,14 +33,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-MEDSEG = [sys.executable, "-m", "medseg"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from auto_common import MEDSEG, convert_with_test, run, write_results
+
 SRC = "jsrt_scr_cxr"
 TEST = ["JPCLN120", "JPCLN150", "JPCNN060", "JPCNN070"]
 #: Label values of the two class groups: lungs, and heart + clavicles.
@@ -56,14 +56,6 @@ ARMS = {
     "partial_declared": ("partial_declared", "partial labels, declared (marginal loss)"),
     "partial_naive": ("partial_naive", "partial labels, not declared (missing = background)"),
 }
-
-
-def run(cmd: list[str], log: Path) -> float:
-    """Run a command with its output in ``log``; returns the wall time (raises on failure)."""
-    t0 = time.perf_counter()
-    with log.open("w") as fh:
-        subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True)
-    return time.perf_counter() - t0
 
 
 def block_reduce(array: np.ndarray, factor: int, label: bool) -> np.ndarray:
@@ -91,29 +83,10 @@ def downsample(raw: Path, factor: int) -> None:
 
 
 def prepare_full(shared: Path, out: Path, factor: int) -> Path:
-    """nnU-Net raw folder of JSRT, shrunk by ``factor`` (:func:`downsample`), with
+    """nnU-Net raw folder of JSRT/SCR (shrunk ``factor`` x when > 1) with the cases of
     :data:`TEST` in ``imagesTs``/``labelsTs``."""
-    raw = out / "raw" / "full"
-    if (raw / "dataset.json").is_file():
-        return raw
-    tmp = out / "raw_tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    run([*MEDSEG, "auto", "convert", str(shared / SRC), str(tmp)], out / "convert.log")
-    if factor > 1:
-        downsample(tmp, factor)
-    meta = json.loads((tmp / "dataset.json").read_text())
-    ending = meta["file_ending"]
-    for folder in ("imagesTs", "labelsTs"):
-        (tmp / folder).mkdir(exist_ok=True)
-    for case in TEST:
-        for f in sorted((tmp / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{ending}")):
-            shutil.move(str(f), str(tmp / "imagesTs" / f.name))
-        shutil.move(str(tmp / "labelsTr" / f"{case}{ending}"), str(tmp / "labelsTs"))
-    meta["numTraining"] = len(list((tmp / "labelsTr").iterdir()))
-    (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(tmp), str(raw))
-    return raw
+    shrink = (lambda raw: downsample(raw, factor)) if factor > 1 else None
+    return convert_with_test(shared / SRC, TEST, out / "raw" / "full", out, transform=shrink)
 
 
 def assign_groups(train: list[str], seed: int) -> dict[str, str]:
@@ -238,11 +211,7 @@ def main() -> int:
         cls = "  ".join(f"{k} {v:.3f}" for k, v in row["test"]["per_class"].items())
         print(f"{arm:17s} mean {row['test']['mean_dice']:.4f}  {cls}  "
               f"({row['run_wall_s']:.0f} s)", flush=True)  # fmt: skip
-        text = json.dumps(results, indent=2) + "\n"
-        (out / "results.json").write_text(text)
-        if args.results:
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            args.results.write_text(text)
+        write_results(results, out, args.results)
     return 0
 
 

@@ -24,18 +24,6 @@ from pathlib import Path
 log = logging.getLogger("medseg.bench.interactive_script")
 
 
-def _value(text: str):
-    """``"true"``/``"false"``, a number or a string, from a ``KEY=VALUE`` option."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _factory(name: str, extra: dict | None = None):
     from medseg.inference import Predictor
 
@@ -70,7 +58,9 @@ def main() -> None:
         help="medseg-interactive option, e.g. tta=true or weights=/path/w.pt",
     )  # fmt: skip
     args = parser.parse_args()
-    extra = {k: _value(v) for k, _, v in (o.partition("=") for o in args.option)}
+    from medseg.cli.arguments import parse_model_option  # the rule of --model-option
+
+    extra = {key: value for _, key, value in map(parse_model_option, args.option)}
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     protocols = []
     for spec in args.protocol:
