@@ -58,9 +58,10 @@ MODES = {
     "plain": ([], True),
     "gce": (["--label-noise", "gce"], True),
     "correct": (["--label-noise", "correct"], True),
+    "band": (["--label-noise", "band"], True),
 }
 #: The robust candidates, one of which ``--label-noise robust`` names (the best on VAL).
-CANDIDATES = ("gce", "correct")
+CANDIDATES = ("gce", "correct", "band")
 
 
 def corrupt(label: np.ndarray, rng: np.random.Generator, params: dict = PARAMS) -> np.ndarray:

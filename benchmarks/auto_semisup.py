@@ -20,6 +20,11 @@ load does not change the result):
     nice -n 10 python benchmarks/auto_semisup.py --shared ../shared/data \\
         --out /tmp/auto_semisup --iterations 500
 
+``--tune`` scores the dataset's ``val`` cases instead (the test cases are then left out),
+for choosing the recipe; ``--recipe JSON`` runs the semi-supervised arms with other
+:data:`medseg.training.semisup.RECIPE` values (``benchmarks/semisup_recipe.py``) and
+``--tag`` names those arms ``<fraction>_semi<tag>``, so recipes sit side by side in one OUT.
+
 Results: ``OUT/results.json`` (per arm: mean and per-case test Dice, wall times, the kept
 cases) and the gap recovered, ``(semi - supervised) / (full - supervised)`` per fraction.
 A finished arm (its predictions scored in ``OUT/results.json``) is not rerun.
@@ -48,14 +53,75 @@ DATASETS = {
         + [f"malignant_{i:03d}" for i in (10, 11, 12)],
         "convert": ["--binarize"],  # lesion vs background (not benign vs malignant)
     },
+    # the same, shrunk 4x per axis (~131x175 px), so that the arms fit a shared 2-core CPU
+    "busi4": {
+        "src": "busi_breast_us",
+        "test": [f"benign_{i:03d}" for i in (24, 25, 26)]
+        + [f"malignant_{i:03d}" for i in (10, 11, 12)],
+        "val": ["benign_022", "benign_023", "malignant_008", "malignant_009"],
+        "convert": ["--binarize"],
+        "downsample": 4,
+    },
+    # TG3K thyroid ultrasound (16 frames, 256^2): every 4th frame is a test case; ``val``
+    # (used only with --tune, test cases then left out) chooses the recipe
+    "tg3k": {
+        "src": "tg3k_thyroid_us",
+        "test": ["tg3k_0567", "tg3k_1242", "tg3k_2260", "tg3k_3294"],
+        "val": ["tg3k_0183", "tg3k_1490", "tg3k_2684"],
+    },
+    # MSD spleen CT slices (18, 512^2 shrunk 2x to 256^2)
+    "spleen": {
+        "src": "msd_spleen_ct_slices",
+        "test": ["10012_spleen_9", "10023_spleen_19", "10029_spleen_19", "10035_spleen_49"],
+        "val": ["10004_spleen_26", "10021_spleen_3", "10030_spleen_59"],
+        "downsample": 2,
+    },
 }
 
 
-def prepare(name: str, shared: Path, out: Path) -> Path:
-    """nnU-Net raw folder with the fixed test cases in ``imagesTs``/``labelsTs``."""
+def _shrink(factor: int):
+    """In-place 2D block reduction by ``factor`` of a converted folder's images (block mean)
+    and labels (most frequent value), each first cropped to a multiple of ``factor`` at the
+    bottom/right; None when ``factor <= 1``."""
+    if factor <= 1:
+        return None
+    from auto_partial import block_reduce
+
+    from medseg.io import load, save
+
+    def shrink(raw: Path) -> None:
+        for folder, label in (("imagesTr", False), ("labelsTr", True)):
+            for path in sorted((raw / folder).iterdir()):
+                img = load(path)
+                h, w = (n - n % factor for n in img.array.shape[:2])
+                save(img.with_array(block_reduce(img.array[:h, :w], factor, label)), path)
+
+    return shrink
+
+
+def _drop(raw: Path, cases: list[str]) -> None:
+    """Remove the training images and labels of ``cases`` from ``raw`` (--tune: the test
+    cases take no part in choosing the recipe)."""
+    meta = json.loads((raw / "dataset.json").read_text())
+    ending = meta["file_ending"]
+    for case in cases:
+        for f in (raw / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{ending}"):
+            f.unlink()
+        (raw / "labelsTr" / f"{case}{ending}").unlink(missing_ok=True)
+    meta["numTraining"] = len(list((raw / "labelsTr").iterdir()))
+    (raw / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def prepare(name: str, shared: Path, out: Path, tune: bool = False) -> Path:
+    """nnU-Net raw folder with the fixed test cases in ``imagesTs``/``labelsTs``; with
+    ``tune`` the validation cases are scored instead and the test cases are removed."""
     d = DATASETS[name]
-    return convert_with_test(shared / d["src"], d["test"], out / "raw" / name, out,
-                             d.get("convert", []))  # fmt: skip
+    scored = d["val"] if tune else d["test"]
+    raw = convert_with_test(shared / d["src"], scored, out / "raw" / name, out,
+                            d.get("convert", []), _shrink(d.get("downsample", 1)))  # fmt: skip
+    if tune:
+        _drop(raw, d["test"])
+    return raw
 
 
 def subset(raw: Path, kept: list[str], out: Path) -> tuple[Path, Path]:
@@ -95,8 +161,11 @@ def arm(raw: Path, data: Path, model: Path, plan: Path, args: argparse.Namespace
     shutil.rmtree(model, ignore_errors=True)
     model.mkdir(parents=True)
     shutil.copyfile(plan, model / "plans.json")
-    extra = ["--unlabeled", str(unlabeled)] if unlabeled is not None else []
-    train_s = run([*MEDSEG, "auto", "run", str(data), "--out", str(model), "--fold", "all",
+    extra = ["--unlabeled", str(unlabeled), *args.semi_args] if unlabeled is not None else []
+    cli = MEDSEG
+    if unlabeled is not None and args.recipe:  # another semisup.RECIPE in that process
+        cli = [sys.executable, str(Path(__file__).with_name("semisup_recipe.py")), args.recipe]
+    train_s = run([*cli, "auto", "run", str(data), "--out", str(model), "--fold", "all",
                    "--iterations", str(args.iterations), "--seed", str(args.seed),
                    "--threads", "1", *extra], model.parent / f"{model.name}_train.log")  # fmt: skip
     pred = model / "test_pred"
@@ -111,17 +180,20 @@ def arm(raw: Path, data: Path, model: Path, plan: Path, args: argparse.Namespace
 
 
 def gaps(results: dict) -> None:
-    """Add ``gap`` (full - supervised Dice) and ``gap_recovered`` ((semi - supervised) /
-    gap; None when the gap is <= 0) per fraction when its arms and ``full`` are scored."""
+    """Add ``gap`` (full - supervised Dice) and ``gap_recovered<tag>`` ((semi - supervised)
+    / gap; None when the gap is <= 0) per fraction and semi-supervised arm, once its
+    supervised arm and ``full`` are scored."""
     full = results["arms"].get("full")
     for key, frac in results["fractions"].items():
-        sup, semi = results["arms"].get(f"{key}_supervised"), results["arms"].get(f"{key}_semi")
-        if full and sup and semi:
-            gap = full["mean_dice"] - sup["mean_dice"]
-            frac["gap"] = gap  # <= 0: fewer labels did not lower Dice, nothing to recover
-            frac["gap_recovered"] = (
-                (semi["mean_dice"] - sup["mean_dice"]) / gap if gap > 0 else None
-            )
+        sup = results["arms"].get(f"{key}_supervised")
+        if not (full and sup):
+            continue
+        gap = full["mean_dice"] - sup["mean_dice"]
+        frac["gap"] = gap  # <= 0: fewer labels did not lower Dice, nothing to recover
+        for name, semi in results["arms"].items():
+            if name.startswith(f"{key}_semi"):
+                rec = (semi["mean_dice"] - sup["mean_dice"]) / gap if gap > 0 else None
+                frac["gap_recovered" + name[len(f"{key}_semi") :]] = rec
 
 
 def main() -> int:
@@ -134,13 +206,27 @@ def main() -> int:
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25],
                     help="shares of the training labels kept")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="seed of the kept cases and training")
+    ap.add_argument("--tune", action="store_true",
+                    help="score the dataset's validation cases, test cases left out")  # fmt: skip
+    ap.add_argument(
+        "--tag", default="", help="suffix of the semi-supervised arms' names (recipes side by side)"
+    )
+    ap.add_argument(
+        "--recipe", default="", help="JSON fields of semisup.RECIPE for the semi-supervised arms"
+    )
+    ap.add_argument(
+        "--semi-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="extra options of the semi-supervised arms (last on the line)",
+    )
     ap.add_argument("--arms", nargs="*", default=None,
                     help="run only these arms (e.g. f25_supervised f25_semi; default all), so "
                     "that two processes can share OUT")  # fmt: skip
     args = ap.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    raw = prepare(args.dataset, args.shared, out)
+    raw = prepare(args.dataset, args.shared, out, args.tune)
     plan = out / "plan" / "plans.json"
     if not plan.is_file():
         run([*MEDSEG, "auto", "plan", str(raw), "--out", str(plan.parent), "--time-budget",
@@ -151,8 +237,11 @@ def main() -> int:
         results["arms"] = {}  # other settings: rerun every arm
     ending = json.loads((raw / "dataset.json").read_text())["file_ending"]
     cases = sorted(p.name[: -len(ending)] for p in (raw / "labelsTr").iterdir())
+    scored = DATASETS[args.dataset]["val" if args.tune else "test"]
     results.update({"dataset": args.dataset, "iterations": args.iterations, "seed": args.seed,
-                    "test": DATASETS[args.dataset]["test"], "n_train": len(cases),
+                    "scored": "validation" if args.tune else "test",
+                    "semi_args": args.semi_args, "recipe": args.recipe, "test": scored,
+                    "n_train": len(cases),
                     "plan": json.loads(plan.read_text())})  # fmt: skip
     fractions = {}
     for f in args.fractions:
@@ -167,7 +256,7 @@ def main() -> int:
     todo = [("full", raw, None)]
     for key, frac in fractions.items():
         data, unl = subset(raw, frac["kept"], out / "data" / key)
-        todo += [(f"{key}_supervised", data, None), (f"{key}_semi", data, unl)]
+        todo += [(f"{key}_supervised", data, None), (f"{key}_semi{args.tag}", data, unl)]
     res_path.write_text(json.dumps(results, indent=2) + "\n")
     for name, data, unl in todo:
         if args.arms and name not in args.arms:
@@ -182,7 +271,9 @@ def main() -> int:
         print(f"{name:16s} Dice {r['mean_dice']:.4f}  train {r['train_s']:.0f} s "
               f"({r['iterations']} it)", flush=True)  # fmt: skip
     for key, frac in fractions.items():
-        print(f"{key}: gap recovered {frac.get('gap_recovered')}", flush=True)
+        for k, v in frac.items():
+            if k.startswith("gap_recovered"):
+                print(f"{key}: {k} {v}", flush=True)
     return 0
 
 

@@ -1,9 +1,12 @@
 """Test-time adaptation (medseg.automatic.adapt, ``medseg auto predict --adapt``): bounded,
-non-destructive, and it lowers the prediction entropy on a tiny synthetic model."""
+non-destructive, it lowers the prediction entropy on a tiny synthetic model, and its
+class-balance term (exact value, prior from ``fingerprint.json``, fallback without one)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,8 @@ from medseg.automatic.adapt import (
     AdaptConfig,
     AdaptedModel,
     adapt_network,
+    class_balance,
+    load_class_prior,
     norm_affine_parameters,
     prediction_entropy,
     sample_patches,
@@ -101,7 +106,7 @@ def test_config_bounds() -> None:
         adapt_network(torch.nn.Conv2d(1, 2, 1), _image_data(), (8, 8), AdaptConfig())
 
 
-def _write_model(model_dir: Path) -> Path:
+def _write_model(model_dir: Path, class_frequencies: dict[str, float] | None = None) -> Path:
     """A random-weight 2D plan (24x24 patches, widths 4-8-8, 2 classes) as a model folder."""
     from medseg.automatic.network import build_network
     from medseg.automatic.plan import Normalization, Plan, save_plan
@@ -122,6 +127,9 @@ def _write_model(model_dir: Path) -> Path:
     state = {"model": net.state_dict(), "plan": plan.to_dict(),
              "config": {"deep_supervision": False}, "iteration": 0}  # fmt: skip
     torch.save(state, model_dir / "fold_0" / "checkpoint_final.pt")
+    if class_frequencies is not None:  # the part of fingerprint.json the balance term reads
+        fingerprint = {"label_values": [0, 1], "class_frequencies": class_frequencies}
+        (model_dir / "fingerprint.json").write_text(json.dumps(fingerprint))
     return model_dir
 
 
@@ -163,6 +171,8 @@ def test_cli_auto_predict_adapt(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert load_label(tmp_path / "out" / "a.png").shape == (24, 24)
     assert _sha(model_dir / "fold_0" / "checkpoint_final.pt") == digest
     assert main([*argv[:-4], "--adapt-steps", "0"]) == 2  # refused with one error line
+    assert main([*argv, "--adapt-balance", "0"]) == 0
+    assert "objective prediction entropy only (weight 0)" in capsys.readouterr().out
 
 
 def test_norm_affine_parameters_of_the_dynunet(tmp_path: Path) -> None:
@@ -170,3 +180,85 @@ def test_norm_affine_parameters_of_the_dynunet(tmp_path: Path) -> None:
     params = norm_affine_parameters(model.networks[0])
     norms = [m for m in model.networks[0].modules() if isinstance(m, torch.nn.InstanceNorm2d)]
     assert len(params) == 2 * len(norms) > 0
+
+
+def test_class_balance_exact() -> None:
+    probs = torch.tensor([0.1, 0.3, 0.5, 0.9]).reshape(1, 1, 2, 2)  # foreground per voxel
+    logits = torch.log(torch.cat([1 - probs, probs], dim=1))  # (1, 2, 2, 2)
+    prior = torch.tensor([0.9, 0.1])
+    q = np.array([0.55, 0.45])  # mean prediction over the voxels
+    expected = float(np.sum(q * np.log(q / np.array([0.9, 0.1]))))
+    assert float(class_balance(logits, prior)) == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(0.55 * np.log(0.55 / 0.9) + 0.45 * np.log(4.5))
+    assert float(class_balance(logits, torch.tensor([0.55, 0.45]))) == pytest.approx(0, abs=1e-7)
+    two = torch.cat([logits, logits.flip(dims=(1,))], dim=0)  # batch mean: q = (0.5, 0.5)
+    assert float(class_balance(two, prior)) == pytest.approx(0.5 * np.log(0.5 / 0.9 / 0.1 * 0.5))
+
+
+def test_load_class_prior_clips_and_falls_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "fingerprint.json").write_text(
+        json.dumps({"class_frequencies": {"0": 1.0, "1": 0.0}})
+    )
+    np.testing.assert_allclose(load_class_prior(tmp_path, (0, 1)), np.array([1, 1e-4]) / 1.0001)
+    with caplog.at_level(logging.WARNING, logger="medseg.automatic.adapt"):
+        assert load_class_prior(tmp_path, (0, 2)) is None  # label 2 not recorded
+        assert load_class_prior(tmp_path / "old", (0, 1)) is None  # no fingerprint.json
+    assert len(caplog.records) == 2
+    assert all("entropy alone" in r.getMessage() for r in caplog.records)
+
+
+def test_balance_term_lowers_the_class_kl() -> None:
+    prior = np.array([0.5, 0.5])
+    cfg = AdaptConfig(steps=30, lr=0.05, balance=10.0)
+    _, plain = adapt_network(_tiny_net(), _image_data(), (16, 16), cfg)
+    _, report = adapt_network(_tiny_net(), _image_data(), (16, 16), cfg, prior=prior)
+    assert np.isnan(plain.balance_before) and plain.objective_after == plain.entropy_after
+    assert report.balance_after < report.balance_before / 10
+    assert report.objective_after == pytest.approx(
+        report.entropy_after + 10 * report.balance_after, rel=1e-6
+    )
+    assert report.objective_after < report.objective_before and report.kept
+
+
+def test_reject_worse_keeps_the_trained_network() -> None:
+    net = _tiny_net()
+    before = _state(net)
+    cfg = AdaptConfig(steps=1, lr=5.0, balance=100.0, reject_worse=True)  # overshoots
+    out, report = adapt_network(net, _image_data(), (16, 16), cfg, prior=np.array([0.5, 0.5]))
+    assert report.steps == 1 and report.objective_after > report.objective_before
+    assert not report.kept and out is net and "rejected" in report.line()
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    with pytest.raises(InputError, match="class-balance weight must be >= 0"):
+        AdaptConfig(balance=-1.0)
+
+
+def test_adapted_model_with_prior_bounded_and_disk_unchanged(tmp_path: Path) -> None:
+    model_dir = _write_model(tmp_path / "model", {"0": 0.9, "1": 0.1})
+    ckpt = model_dir / "fold_0" / "checkpoint_final.pt"
+    digest = _sha(ckpt)
+    model = AutoModel(model_dir)
+    before = _state(model.networks[0])
+    image = Image((_image_data()[0] * 40 + 100).clip(0, 255).astype(np.uint8))
+    adapted = AdaptedModel(model, AdaptConfig(steps=3, lr=0.05, balance=2.0))
+    np.testing.assert_allclose(adapted.prior, [0.9, 0.1])
+    adapted.predict(image)
+    adapted.predict(image)
+    assert [r.steps for image_reports in adapted.reports for r in image_reports] == [3, 3]
+    (first,), (second,) = adapted.reports  # episodic: the same start and patches per image
+    assert first.balance_before == second.balance_before and np.isfinite(first.balance_after)
+    text = adapted.summary()
+    assert "objective prediction entropy + 2 x KL(mean prediction || training class " in text
+    assert "frequencies: background 0.900, square 0.100)" in text and "6 step(s)" in text
+    for k, v in model.networks[0].state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert _sha(ckpt) == digest
+    off = AdaptedModel(model, AdaptConfig(steps=1, balance=0.0))
+    assert off.prior is None and off.objective() == "prediction entropy only (weight 0)"
+    old = AdaptedModel(AutoModel(_write_model(tmp_path / "old")), AdaptConfig(steps=1))
+    assert old.prior is None
+    assert old.objective() == "prediction entropy only (no class frequencies recorded)"
+    old.predict(image)
+    assert np.isnan(old.reports[0][0].balance_after) and "class KL" not in old.summary()

@@ -48,3 +48,10 @@ def test_model_options_per_model() -> None:
     assert model_options(None, ["a"]) == {}
     with pytest.raises(InputError, match="'c', which is not a --model"):
         model_options([("c", "k", 1)], ["a", "b"])
+
+
+def test_encoder_backend_choices_match_the_model() -> None:
+    from medseg.cli.arguments import ENCODER_BACKENDS
+    from medseg.models.litemedsam import BACKENDS
+
+    assert ENCODER_BACKENDS == BACKENDS

@@ -13,7 +13,7 @@ from monai.losses import DeepSupervisionLoss, DiceCELoss
 from medseg.cli.auto_train_options import LABEL_NOISE_CHOICES
 from medseg.cli.main import main
 from medseg.errors import InputError
-from medseg.training.losses import marginal_dice
+from medseg.training.losses import marginal_deep_supervision, marginal_dice, marginal_dice_ce
 from medseg.training.noise import (
     LABEL_NOISE_MODES,
     ROBUST_METHOD,
@@ -22,6 +22,12 @@ from medseg.training.noise import (
     correct_targets,
     dice_gce,
     resolve_label_noise,
+)
+from medseg.training.noise_band import (
+    band_dice_ce,
+    boundary_band,
+    decode_skipped,
+    encode_skipped,
 )
 from medseg.training.synthetic import write_disk_dataset
 from medseg.training.train_config import TrainConfig
@@ -136,9 +142,84 @@ def test_gce_with_deep_supervision_weights_the_levels() -> None:
     torch.testing.assert_close(got, expected)
 
 
+def _rect() -> torch.Tensor:
+    """``(1, 1, 6, 6)``: foreground rows 1-3, columns 1-4."""
+    t = torch.zeros(1, 1, 6, 6)
+    t[0, 0, 1:4, 1:5] = 1
+    return t
+
+
+def test_boundary_band_on_a_rectangle() -> None:
+    inner_ring = [[0] * 6, [0, 1, 1, 1, 1, 0], [0, 1, 0, 0, 1, 0], [0, 1, 1, 1, 1, 0],
+                  [0] * 6, [0] * 6]  # fmt: skip
+    outer_1 = [[1] * 6, [1, 0, 0, 0, 0, 1], [1, 0, 0, 0, 0, 1], [1, 0, 0, 0, 0, 1],
+               [1] * 6, [0] * 6]  # fmt: skip
+    assert boundary_band(_rect(), 1, 0)[0, 0].int().tolist() == inner_ring
+    assert boundary_band(_rect(), 0, 1)[0, 0].int().tolist() == outer_1
+    both = boundary_band(_rect(), 1, 1)[0, 0].int()
+    assert both.tolist() == (torch.tensor(inner_ring) | torch.tensor(outer_1)).tolist()
+    # two voxels out, the last row joins the band; a 2-voxel inner band covers all of it
+    assert boundary_band(_rect(), 0, 2)[0, 0, 5].tolist() == [True] * 6
+    assert int(boundary_band(_rect(), 2, 0).sum()) == 12
+    assert not boundary_band(_rect(), 0, 0).any()
+    assert not boundary_band(torch.ones(1, 1, 3, 3, 3), 1, 1).any()  # 3D, one label
+    with pytest.raises(ValueError, match=">= 0"):
+        boundary_band(_rect(), -1, 1)
+
+
+def test_band_dice_ce_hand_computed_value() -> None:
+    logits = _logits([[0.1, 0.8, 0.4, 0.7], [0.9, 0.2, 0.6, 0.3]])  # p(fg) per voxel
+    target = torch.tensor([[[1, 0, 3, 0]]])[..., None].float()  # voxel 2 (fg) skipped
+    t, kept = decode_skipped(target, 2)
+    assert t[0, 0, :, 0].tolist() == [1, 0, 1, 0] and kept.sum() == 3
+    ce = -(math.log(0.9) + math.log(0.8) + math.log(0.7)) / 3
+    dice = 1 - (2 * 0.9 + 1e-5) / (1 + (0.9 + 0.2 + 0.3) + 1e-5)
+    torch.testing.assert_close(band_dice_ce(logits, target, ALL2), torch.tensor(ce + dice))
+
+
+def test_band_without_skipped_voxels_is_the_plain_loss() -> None:
+    outs, y = _ds_inputs()
+    ann = torch.ones(2, 3, dtype=torch.bool)
+    kept = torch.zeros_like(y, dtype=torch.bool)
+    enc = encode_skipped(y, kept, 3)
+    assert torch.equal(enc, y)
+    torch.testing.assert_close(band_dice_ce(outs[0], y, ann), marginal_dice_ce(outs[0], y, ann))
+    off = NoiseRobustLoss("band", NoiseConfig(band_fg=0, band_bg=0))
+    torch.testing.assert_close(off(outs, y, ann, progress=0.9), _plain()(outs, y))
+
+
+def test_band_loss_skips_the_band_at_every_level() -> None:
+    outs, y = _ds_inputs()
+    ann = torch.ones(2, 3, dtype=torch.bool)
+    enc = encode_skipped(y, boundary_band(y, 1, 2), 3)
+    low = torch.nn.functional.interpolate(enc, size=(4, 4), mode="nearest-exact")
+    expected = band_dice_ce(outs[0], enc, ann) + 0.5 * band_dice_ce(outs[1], low, ann)
+    got = NoiseRobustLoss("band", NoiseConfig(band_fg=1, band_bg=2))(outs, y, ann, 0.0)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, _plain()(outs, y))
+
+
+def test_band_with_correction_keeps_the_band_of_the_given_labels() -> None:
+    sure = torch.zeros(1, 2, 6, 6)
+    sure[:, 0] = 20.0  # confidently background everywhere
+    cfg = NoiseConfig(band_fg=1, band_bg=1, band_correct=True, start=0.5)
+    loss = NoiseRobustLoss("band", cfg)
+    # the rectangle is relabelled background, but its band (28 voxels) stays skipped
+    skipped = boundary_band(_rect(), 1, 1)
+    expected = marginal_deep_supervision(sure, encode_skipped(_rect() * 0, skipped, 2), ALL2,
+                                         band_dice_ce)  # fmt: skip
+    torch.testing.assert_close(loss(sure, _rect(), ALL2, progress=0.5), expected)
+    assert loss.corrected_fraction == 12 / 36
+    before = marginal_deep_supervision(sure, encode_skipped(_rect(), skipped, 2), ALL2,
+                                       band_dice_ce)  # fmt: skip
+    torch.testing.assert_close(loss(sure, _rect(), ALL2, progress=0.4), before)
+
+
 def test_modes_and_config_validation() -> None:
     assert LABEL_NOISE_CHOICES == LABEL_NOISE_MODES
-    assert resolve_label_noise("robust") == ROBUST_METHOD
+    assert resolve_label_noise("robust") == ROBUST_METHOD == "band"
+    assert NoiseRobustLoss("robust").method == "band"
+    assert (NoiseConfig().band_fg, NoiseConfig().band_bg) == (1, 2)
     assert resolve_label_noise("none") == "none"
     assert TrainConfig(iterations=1, label_noise="robust").label_noise == "robust"
     with pytest.raises(InputError, match="unknown label-noise mode 'noisy': use one of none"):
@@ -149,7 +230,7 @@ def test_modes_and_config_validation() -> None:
 
 def test_auto_train_with_label_noise_robust(tmp_path: Path) -> None:
     """A tiny synthetic dataset trains through the CLI with ``--label-noise robust``, with
-    the correction phase reached (after half of the 12 iterations)."""
+    the band loss in use (``robust`` = ``band``)."""
     torch.manual_seed(0)
     root = write_disk_dataset(tmp_path / "ds", 6, (32, 32))
     model = tmp_path / "model"

@@ -1,5 +1,6 @@
-"""Semi-supervised training (``--unlabeled``): copy-paste mixing, EMA teacher, ramp, folder
-checks, and a small run through the CLI with an exact resume."""
+"""Semi-supervised training (``--unlabeled``): copy-paste mixing, EMA teacher, ramp and
+warm-up, confidence masking, strong perturbation, the masked loss, folder checks, and a
+small run through the CLI with an exact resume."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from medseg.automatic.plan import PlanBudget, save_plan
 from medseg.cli.main import main
 from medseg.data.nnunet import read_dataset
 from medseg.errors import InputError
-from medseg.training.cache import preprocess_dataset
+from medseg.training.cache import CachedCase, preprocess_dataset
 from medseg.training.fingerprint import compute_fingerprint
 from medseg.training.planning import plan_experiment
 from medseg.training.semisup import (
     PREFIX,
+    MeanTeacherBCP,
     bidirectional_mix,
     box_mask,
     copy_paste,
@@ -29,6 +31,14 @@ from medseg.training.semisup import (
     find_unlabeled,
     prepare_unlabeled,
     sigmoid_rampup,
+)
+from medseg.training.semisup_mix import (
+    SemisupRecipe,
+    masked_dice_ce,
+    strong_perturb,
+    teacher_pseudo_labels,
+    unlabeled_weight_at,
+    warmup_iterations,
 )
 from medseg.training.synthetic import write_disk_dataset
 from medseg.training.trainer import TrainConfig, Trainer
@@ -105,6 +115,131 @@ def test_ema_update_exact() -> None:
     assert a == 0.75
     assert teacher[0].weight.tolist() == [[2.5, 1.5]] and teacher[0].bias.tolist() == [1.25]
     assert student[0].weight.tolist() == [[1.0, 3.0]]  # student untouched
+
+
+def test_recipe_refuses_out_of_range_settings() -> None:
+    for bad in ({"confidence": 1.5}, {"warmup_fraction": 1.0}, {"strong": -0.1},
+                {"box_fraction": 0.0}, {"ema_decay": -0.5}):  # fmt: skip
+        with pytest.raises(InputError, match="semi-supervised"):
+            SemisupRecipe(**bad)
+
+
+def test_warmup_schedule_exact() -> None:
+    """100 iterations, warm-up 20 % (W = 20), ramp over half of the remaining 80 (T = 40)."""
+    r = SemisupRecipe(warmup_fraction=0.2, rampup_fraction=0.5)
+    assert warmup_iterations(100, r) == 20
+    assert unlabeled_weight_at(0, 100, 2.0, r) == 0.0
+    assert unlabeled_weight_at(19, 100, 2.0, r) == 0.0
+    assert unlabeled_weight_at(20, 100, 2.0, r) == pytest.approx(2.0 * math.exp(-5.0))
+    assert unlabeled_weight_at(40, 100, 2.0, r) == pytest.approx(2.0 * math.exp(-1.25))
+    assert unlabeled_weight_at(60, 100, 2.0, r) == 2.0
+    assert unlabeled_weight_at(99, 100, 2.0, r) == 2.0
+    plain = SemisupRecipe(warmup_fraction=0.0, rampup_fraction=0.3)  # the old ramp
+    assert unlabeled_weight_at(15, 100, 1.0, plain) == pytest.approx(sigmoid_rampup(15, 30))
+
+
+def test_teacher_pseudo_labels_confidence_mask() -> None:
+    """Pixel probabilities of class 1: 0.5 (tie -> class 0), 0.9, 0.2 (class 0 at 0.8)."""
+    logits = torch.tensor([[0.0, 0.0, math.log(4.0)], [0.0, math.log(9.0), 0.0]])
+    logits = logits.view(1, 2, 1, 3)
+    label, keep = teacher_pseudo_labels(logits, 0.85)
+    assert label.tolist() == [[[[0, 1, 0]]]] and label.dtype == torch.int64
+    assert keep.tolist() == [[[[0.0, 1.0, 0.0]]]]
+    assert teacher_pseudo_labels(logits, 0.8)[1].tolist() == [[[[0.0, 1.0, 1.0]]]]
+    assert teacher_pseudo_labels(logits, 0.0)[1].tolist() == [[[[1.0, 1.0, 1.0]]]]
+
+
+def test_strong_perturb_exact() -> None:
+    x = torch.tensor([[[[0.0, 2.0]]], [[[1.0, 1.0]]]])  # (2, 1, 1, 2), means 1 and 1
+    assert strong_perturb(x, 0.0, torch.Generator()) is x
+    gen = torch.Generator().manual_seed(3)
+    out = strong_perturb(x, 0.4, gen)
+    ref = torch.Generator().manual_seed(3)
+    c = 1.0 + 0.4 * (2.0 * torch.rand(2, generator=ref) - 1.0)
+    b = 0.4 * (2.0 * torch.rand(2, generator=ref) - 1.0)
+    n = torch.randn((2, 1, 1, 2), generator=ref) * 0.2
+    for i in range(2):
+        want = (x[i] - 1.0) * c[i] + 1.0 + b[i] + n[i]
+        assert torch.allclose(out[i], want, atol=1e-6)
+    assert out[1, 0, 0, 0] - n[1, 0, 0, 0] == pytest.approx(1.0 + float(b[1]), abs=1e-6)
+
+
+def test_masked_dice_ce_exact_values() -> None:
+    """Zero logits (p = 0.5 everywhere), target [1, 0]: Dice 1 - (2 * 0.5) / 2 with both
+    pixels, 1 - 1 / 1.5 with the second masked out; CE ln 2 either way."""
+    logits = torch.zeros(1, 2, 1, 2)
+    target = torch.tensor([[[[1, 0]]]])
+    both = masked_dice_ce(logits, target, torch.ones(1, 1, 1, 2), eps=0.0)
+    assert float(both) == pytest.approx(0.5 + math.log(2.0))
+    first = masked_dice_ce(logits, target, torch.tensor([[[[1.0, 0.0]]]]), eps=0.0)
+    assert float(first) == pytest.approx(1.0 - 1.0 / 1.5 + math.log(2.0))
+    none = masked_dice_ce(logits, target, torch.zeros(1, 1, 1, 2), eps=1e-5)
+    assert float(none) == pytest.approx(0.0)  # Dice (0 + eps) / (0 + eps), CE of no pixel
+
+
+def test_masked_dice_ce_matches_monai_with_everything_kept() -> None:
+    from monai.losses import DeepSupervisionLoss, DiceCELoss
+
+    gen = torch.Generator().manual_seed(0)
+    heads = [torch.randn(2, 3, 8, 8, generator=gen), torch.randn(2, 3, 4, 4, generator=gen)]
+    target = torch.randint(0, 3, (2, 1, 8, 8), generator=gen)
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    ref = DeepSupervisionLoss(dice_ce, weight_mode="exp")
+    keep = torch.ones(2, 1, 8, 8)
+    ref_loss = float(ref(heads, target.float()))  # MONAI resizes float targets
+    assert float(masked_dice_ce(heads, target, keep)) == pytest.approx(ref_loss)
+    assert float(masked_dice_ce(heads[0], target, keep)) == pytest.approx(
+        float(dice_ce(heads[0], target))
+    )
+
+
+class _FakeTrainer:
+    """What :class:`MeanTeacherBCP` uses of a trainer: a 1x1 conv model, fixed batches."""
+
+    def __init__(self, total: int) -> None:
+        torch.manual_seed(0)
+        self.model = torch.nn.Conv2d(1, 2, 1)
+        self.cfg = type("Cfg", (), {"unlabeled_weight": 1.0})()
+        self.sampler = type("S", (), {"patch_size": (2, 2)})()
+        self.rng, self.gen = None, torch.Generator().manual_seed(0)
+        self.total, self.iteration, self.device = total, 0, torch.device("cpu")
+
+    def _batch(self, n: int, sampler: object, augment: bool) -> tuple[torch.Tensor, None]:
+        return torch.full((n, 1, 2, 2), 3.0), None
+
+
+def test_mean_teacher_warmup_then_teacher_restarts_from_student() -> None:
+    tr = _FakeTrainer(total=10)
+    case = CachedCase("u", torch.zeros(1, 2, 2).numpy(), torch.zeros(2, 2).numpy(), {})
+    semi = MeanTeacherBCP(tr, [case], SemisupRecipe(warmup_fraction=0.3, confidence=0.0))
+    assert semi.warmup == 3
+    x, y = torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2, dtype=torch.long)
+    tr.iteration = 2  # warm-up: no unlabelled batch, zero loss
+    assert semi.mixed_images(x, y).shape == (0, 1, 2, 2)
+    assert float(semi.loss(torch.zeros(0, 2, 2, 2))) == 0.0
+    with torch.no_grad():
+        tr.model.weight.fill_(0.25)  # the student moved during the warm-up
+    tr.iteration = 3  # first semi-supervised step: teacher = student
+    mixed = semi.mixed_images(x, y)
+    assert mixed.shape == (2, 1, 2, 2)
+    assert torch.equal(semi.teacher.weight, tr.model.weight)
+    assert float(semi.loss(torch.zeros(2, 2, 2, 2))) > 0.0
+
+
+def test_mean_teacher_confidence_keeps_only_labelled_pixels_when_unsure() -> None:
+    """confidence 1.0: no pseudo-labelled pixel is kept; the 1x1 box (2/3 of 2 rounds to 1)
+    is unlabelled in sample 0 (3 labelled pixels kept) and labelled in sample 1 (1 kept)."""
+    tr = _FakeTrainer(total=10)
+    case = CachedCase("u", torch.zeros(1, 2, 2).numpy(), torch.zeros(2, 2).numpy(), {})
+    semi = MeanTeacherBCP(tr, [case], SemisupRecipe(confidence=1.0))
+    x, y = torch.ones(2, 1, 2, 2), torch.ones(2, 1, 2, 2, dtype=torch.long)
+    semi.mixed_images(x, y)
+    keep = semi._keep
+    assert sorted(set(keep.flatten().tolist())) == [0.0, 1.0]
+    assert keep.sum(dim=(1, 2, 3)).tolist() == [3.0, 1.0]
+    assert torch.equal(semi._target[keep.bool()], torch.ones(4, dtype=torch.long))
+    loss = semi.loss(torch.zeros(2, 2, 2, 2))
+    assert float(loss) >= 0.0
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Test-time adaptation of a trained ``medseg auto`` model (TENT, Wang et al. ICLR 2021).
+"""Test-time adaptation of a trained ``medseg auto`` model (TENT, Wang et al. ICLR 2021,
+with a class-balance term).
 
 ``medseg auto predict MODEL IMAGES OUT --adapt`` adapts the model to each image without
 labels before predicting it:
@@ -6,8 +7,15 @@ labels before predicting it:
 - **what is adapted**: only the scale and shift (``weight``, ``bias``) of the normalisation
   layers (the DynUNet's InstanceNorm layers, which normalise with each patch's own
   statistics); every convolution stays as trained;
-- **objective**: the mean per-voxel Shannon entropy of the softmax prediction (TENT) on
-  random patches of the preprocessed image, minimised with Adam;
+- **objective**: the mean per-voxel Shannon entropy of the softmax prediction (TENT) plus
+  ``balance`` times ``KL(q || pi)``, where ``q`` is the ``(K,)`` mean softmax over the
+  batch's voxels and ``pi`` the training class frequencies of ``MODEL/fingerprint.json``
+  (entropy alone collapses towards the majority class; the term keeps the predicted
+  class mix near the training one), on random patches of the preprocessed image,
+  minimised with Adam. A model folder without recorded class frequencies adapts with the
+  entropy alone (logged);
+- **safeguard**: with ``reject_worse`` the adapted copy is dropped (the image is predicted
+  by the trained networks) when the objective on fixed evaluation patches did not fall;
 - **per image, episodic**: every image starts again from the weights on disk, so one
   unusual image cannot drift the model for the next ones and the result of an image does
   not depend on the order of the folder;
@@ -24,10 +32,12 @@ image samples patches from single slices along the first axis.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +51,8 @@ __all__ = [
     "AdaptReport",
     "AdaptedModel",
     "adapt_network",
+    "class_balance",
+    "load_class_prior",
     "norm_affine_parameters",
     "prediction_entropy",
     "sample_patches",
@@ -55,7 +67,10 @@ class AdaptConfig:
 
     ``steps``: optimiser steps per fold and image; ``max_seconds``: wall-clock bound per
     image (checked before every step); ``lr``: Adam learning rate; ``batch_size``: random
-    patches per step; ``seed``: patch sampling seed (the same for every image).
+    patches per step; ``seed``: patch sampling seed (the same for every image);
+    ``balance``: weight of the class-balance term (0 = entropy only, plain TENT);
+    ``reject_worse``: keep the trained networks for an image whose objective on the fixed
+    evaluation patches did not fall.
     """
 
     steps: int = 10
@@ -63,6 +78,8 @@ class AdaptConfig:
     lr: float = 1e-3
     batch_size: int = 2
     seed: int = 0
+    balance: float = 1.0
+    reject_worse: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -73,12 +90,16 @@ class AdaptConfig:
             raise InputError(f"adaptation learning rate must be > 0, got {self.lr}")
         if self.batch_size < 1:
             raise InputError(f"adaptation batch size must be >= 1, got {self.batch_size}")
+        if not self.balance >= 0:
+            raise InputError(f"adaptation class-balance weight must be >= 0, got {self.balance}")
 
 
 @dataclass(frozen=True)
 class AdaptReport:
     """What one adaptation did: steps taken, seconds, parameters, entropy before/after
-    (mean per-voxel entropy in nats on the fixed evaluation patches)."""
+    (mean per-voxel entropy in nats on the fixed evaluation patches), the class-balance
+    KL before/after (``nan`` without a prior), the objective (entropy + weight * KL) and
+    whether the adapted copy was kept (``False``: rejected by ``reject_worse``)."""
 
     steps: int
     seconds: float
@@ -86,12 +107,22 @@ class AdaptReport:
     tensors: int
     entropy_before: float
     entropy_after: float
+    balance_before: float = float("nan")
+    balance_after: float = float("nan")
+    objective_before: float = float("nan")
+    objective_after: float = float("nan")
+    kept: bool = True
 
     def line(self) -> str:
+        kl = (
+            f", class KL {self.balance_before:.4f} -> {self.balance_after:.4f}"
+            if np.isfinite(self.balance_before)
+            else ""
+        )
         return (
             f"{self.steps} step(s) in {self.seconds:.1f} s on {self.parameters} normalisation "
             f"scale/shift values ({self.tensors} tensors), entropy {self.entropy_before:.4f} "
-            f"-> {self.entropy_after:.4f}"
+            f"-> {self.entropy_after:.4f}{kl}{'' if self.kept else ' (rejected: not lower)'}"
         )
 
 
@@ -114,6 +145,43 @@ def prediction_entropy(logits: Any) -> Any:
 
     logp = torch.log_softmax(logits, dim=1)
     return -(logp.exp() * logp).sum(dim=1).mean()
+
+
+def class_balance(logits: Any, prior: Any) -> Any:
+    """``KL(q || prior)`` in nats, ``q`` = the ``(K,)`` mean softmax of ``(B, K, *patch)``
+    logits over batch and voxels; ``prior``: ``(K,)`` tensor of positive class frequencies
+    summing to 1."""
+    import torch
+
+    k = logits.shape[1]
+    q = torch.softmax(logits, dim=1).transpose(0, 1).reshape(k, -1).mean(dim=1)
+    return (q * (torch.log(q.clamp_min(1e-12)) - torch.log(prior))).sum()
+
+
+#: Smallest prior class frequency used (a class absent from the fingerprint would make the
+#: KL infinite).
+MIN_PRIOR = 1e-4
+
+
+def load_class_prior(model_dir: str | Path, label_values: Sequence[int]) -> np.ndarray | None:
+    """The ``(K,)`` training class frequencies of ``model_dir/fingerprint.json`` in the order
+    of ``label_values`` (clipped below at :data:`MIN_PRIOR`, renormalised), or ``None``
+    (logged) when the file, its ``class_frequencies`` or one of the labels is missing."""
+    path = Path(model_dir) / "fingerprint.json"
+    try:
+        freq = json.loads(path.read_text())["class_frequencies"]
+        prior = np.array([float(freq[str(v)]) for v in label_values], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning(
+            "--adapt: no training class frequencies in %s (%s: %s); adapting with the "
+            "entropy alone",
+            path,
+            type(err).__name__,
+            err,
+        )
+        return None
+    prior = np.maximum(prior, MIN_PRIOR)
+    return prior / prior.sum()
 
 
 def sample_patches(
@@ -149,6 +217,17 @@ def _batches(data: np.ndarray, patch: Sequence[int], cfg: AdaptConfig) -> Iterat
         yield sample_patches(data, patch, cfg.batch_size, rng)
 
 
+def _objective(net: Any, x: Any, prior: Any, weight: float) -> tuple[Any, Any, Any]:
+    """(objective, entropy, KL) of ``net`` on the batch ``x``; KL is ``None`` without a
+    prior or with weight 0."""
+    logits = net(x)
+    entropy = prediction_entropy(logits)
+    if prior is None or weight == 0:
+        return entropy, entropy, None
+    kl = class_balance(logits, prior)
+    return entropy + weight * kl, entropy, kl
+
+
 def adapt_network(
     net: Any,
     data: np.ndarray,
@@ -156,12 +235,17 @@ def adapt_network(
     cfg: AdaptConfig,
     *,
     deadline: float | None = None,
+    prior: np.ndarray | None = None,
 ) -> tuple[Any, AdaptReport]:
     """A copy of ``net`` whose normalisation affine parameters minimise the prediction
-    entropy on patches of ``data`` (``(C, *sp)``, preprocessed); ``net`` is unchanged.
+    entropy (+ ``cfg.balance`` * :func:`class_balance` against ``prior``, ``(K,)`` class
+    frequencies, when given) on patches of ``data`` (``(C, *sp)``, preprocessed); ``net``
+    is unchanged.
 
     Stops after ``cfg.steps`` steps or at ``deadline`` (``time.perf_counter()`` value;
-    default ``cfg.max_seconds`` from now). The copy is returned in eval mode.
+    default ``cfg.max_seconds`` from now). The copy is returned in eval mode; with
+    ``cfg.reject_worse`` and an objective on the fixed evaluation patches that did not
+    fall, ``net`` itself is returned (``report.kept`` False).
     """
     import torch
 
@@ -176,32 +260,43 @@ def adapt_network(
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=cfg.lr)
+    pri = None if prior is None else torch.as_tensor(prior, dtype=torch.float32, device=device)
     eval_rng = np.random.default_rng(cfg.seed + 1)
     fixed = torch.from_numpy(sample_patches(data, patch_size, cfg.batch_size, eval_rng))
     fixed = fixed.to(device)
     with torch.no_grad():
-        before = float(prediction_entropy(adapted(fixed)))
+        before = [_value(v) for v in _objective(adapted, fixed, pri, cfg.balance)]
     steps = 0
     for batch in _batches(data, patch_size, cfg):
         if steps >= cfg.steps or time.perf_counter() >= deadline:
             break
-        loss = prediction_entropy(adapted(torch.from_numpy(batch).to(device)))
+        loss = _objective(adapted, torch.from_numpy(batch).to(device), pri, cfg.balance)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         steps += 1
     adapted.requires_grad_(False)
     with torch.no_grad():
-        after = float(prediction_entropy(adapted(fixed)))
+        after = [_value(v) for v in _objective(adapted, fixed, pri, cfg.balance)]
+    kept = not (cfg.reject_worse and steps and after[0] >= before[0])
     report = AdaptReport(
         steps=steps,
         seconds=time.perf_counter() - t0,
         parameters=sum(p.numel() for p in params),
         tensors=len(params),
-        entropy_before=before,
-        entropy_after=after,
+        entropy_before=before[1],
+        entropy_after=after[1],
+        balance_before=before[2],
+        balance_after=after[2],
+        objective_before=before[0],
+        objective_after=after[0],
+        kept=kept,
     )
-    return adapted, report
+    return (adapted if kept else net), report
+
+
+def _value(v: Any) -> float:
+    return float("nan") if v is None else float(v)
 
 
 class AdaptedModel:
@@ -209,6 +304,8 @@ class AdaptedModel:
     predicting it (module docstring); ``predict(image)`` has ``AutoModel.predict``'s contract.
 
     Attributes:
+        prior: ``(K,)`` training class frequencies used by the class-balance term, or
+            ``None`` (no term: ``config.balance`` is 0 or the model folder records none).
         reports: one list of :class:`AdaptReport` (one per fold) per predicted image.
     """
 
@@ -216,6 +313,9 @@ class AdaptedModel:
         self.model = model
         self.cfg = config or AdaptConfig()
         self.plan = model.plan
+        self.prior = (
+            load_class_prior(model.dir, model.plan.label_values) if self.cfg.balance > 0 else None
+        )
         self.reports: list[list[AdaptReport]] = []
 
     def predict(self, image: Image) -> LabelMap:
@@ -230,7 +330,9 @@ class AdaptedModel:
         deadline = time.perf_counter() + self.cfg.max_seconds
         networks, reports = [], []
         for net in self.model.networks:
-            adapted, report = adapt_network(net, data, plan.patch_size, self.cfg, deadline=deadline)
+            adapted, report = adapt_network(
+                net, data, plan.patch_size, self.cfg, deadline=deadline, prior=self.prior
+            )
             networks.append(adapted)
             reports.append(report)
             log.info("adapted fold network: %s", report.line())
@@ -240,18 +342,43 @@ class AdaptedModel:
         view.networks = networks
         return view.predict(image)
 
+    def objective(self) -> str:
+        """The adaptation objective in words, with the prior's values."""
+        if self.prior is None:
+            why = "weight 0" if self.cfg.balance == 0 else "no class frequencies recorded"
+            return f"prediction entropy only ({why})"
+        names = self.plan.label_names
+        pri = ", ".join(
+            f"{names.get(v, v)} {p:.3f}"
+            for v, p in zip(self.plan.label_values, self.prior, strict=True)
+        )
+        return (
+            f"prediction entropy + {self.cfg.balance:g} x KL(mean prediction || training "
+            f"class frequencies: {pri})"
+        )
+
     def summary(self) -> str:
-        """One line saying what was adapted, for the CLI and the logs."""
+        """What was adapted and with which objective, for the CLI and the logs."""
         flat = [r for image in self.reports for r in image]
         if not flat:
             return "--adapt: nothing was predicted"
         before = np.mean([r.entropy_before for r in flat])
         after = np.mean([r.entropy_after for r in flat])
+        kl = ""
+        if self.prior is not None:
+            kl_b = np.mean([r.balance_before for r in flat])
+            kl_a = np.mean([r.balance_after for r in flat])
+            kl = f", class KL {kl_b:.4f} -> {kl_a:.4f}"
+        rejected = sum(not r.kept for r in flat)
+        guard = f", {rejected} adaptation(s) rejected (objective not lower)" * (
+            self.cfg.reject_worse
+        )
         return (
             f"--adapt (TENT): normalisation scale/shift of {len(self.model.networks)} fold "
             f"network(s) ({flat[0].parameters} values each) adapted per image and reset "
-            f"between images, {sum(r.steps for r in flat)} step(s) over {len(self.reports)} "
+            f"between images, objective {self.objective()}, lr {self.cfg.lr:g}, "
+            f"{sum(r.steps for r in flat)} step(s) over {len(self.reports)} "
             f"image(s) (<= {self.cfg.steps} per fold, <= {self.cfg.max_seconds:g} s per "
-            f"image), mean prediction entropy {before:.4f} -> {after:.4f}; weights on disk "
-            "unchanged"
+            f"image), mean prediction entropy {before:.4f} -> {after:.4f}{kl}{guard}; "
+            "weights on disk unchanged"
         )

@@ -4,6 +4,11 @@ Every function takes one float image in ``[0, 1]``, channels first: 2D ``(C, H, 
 ``(C, Z, Y, X)``, a severity 1..5 and a NumPy ``Generator``; it returns a new float32 array of
 the same shape in ``[0, 1]``. Parameters follow ImageNet-C / MedMNIST-C, scaled for 28-224 px
 images. JPEG works on each 2D slice (3D: along Z).
+
+With ``dataset="retinamnist"`` (any key of :data:`~medseg.classify.corrupt_sets.OFFICIAL_SETS`)
+:func:`corrupt` and :func:`corrupt_batch` use that dataset's official MedMNIST-C families and
+severity parameters instead (:mod:`medseg.classify.corrupt_official`); the generic set below
+(also the training-time augmentation) is unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "pixelate",
     "corrupt",
     "corrupt_batch",
+    "corruption_names",
 ]
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -121,20 +127,60 @@ CORRUPTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarr
 }
 
 
+def _official_set(dataset: str) -> dict[str, tuple[str, tuple]]:
+    from medseg.classify.corrupt_sets import OFFICIAL_SETS
+
+    if dataset not in OFFICIAL_SETS:
+        raise InputError(
+            f"no MedMNIST-C corruption set for {dataset!r}; choose from {sorted(OFFICIAL_SETS)}"
+        )
+    return OFFICIAL_SETS[dataset]
+
+
+def corruption_names(dataset: str | None = None) -> tuple[str, ...]:
+    """The corruptions :func:`corrupt` accepts: the generic set, or ``dataset``'s official
+    MedMNIST-C set (registry order)."""
+    return tuple(CORRUPTIONS) if dataset is None else tuple(_official_set(dataset))
+
+
 def corrupt(
-    x: np.ndarray, name: str, severity: int, rng: np.random.Generator | None = None
+    x: np.ndarray,
+    name: str,
+    severity: int,
+    rng: np.random.Generator | None = None,
+    dataset: str | None = None,
 ) -> np.ndarray:
-    """Apply corruption ``name`` (a key of :data:`CORRUPTIONS`) to one image."""
-    if name not in CORRUPTIONS:
+    """Apply corruption ``name`` to one image ``(C, H, W)`` or ``(C, Z, Y, X)`` in [0, 1].
+
+    ``name`` is a key of :data:`CORRUPTIONS`, or with ``dataset`` one of
+    ``corruption_names(dataset)`` (official MedMNIST-C definitions, 8-bit output).
+    """
+    if dataset is None and name not in CORRUPTIONS:
         raise InputError(f"unknown corruption {name!r}; choose from {sorted(CORRUPTIONS)}")
+    official = None
+    if dataset is not None:
+        table = _official_set(dataset)
+        if name not in table:
+            raise InputError(
+                f"unknown corruption {name!r} for {dataset}; choose from {sorted(table)}"
+            )
+        official = table[name]
     x = np.asarray(x, dtype=np.float32)
     if x.ndim not in (3, 4):
         raise InputError(f"expected (C, H, W) or (C, Z, Y, X), got shape {x.shape}")
-    return CORRUPTIONS[name](x, severity, rng or np.random.default_rng(0))
+    rng = rng or np.random.default_rng(0)
+    if official is None:
+        return CORRUPTIONS[name](x, severity, rng)
+    from medseg.classify.corrupt_official import apply_family
+
+    family, params = official
+    return apply_family(x, family, _param(params, severity), rng)
 
 
-def corrupt_batch(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
+def corrupt_batch(
+    images: np.ndarray, name: str, severity: int, seed: int = 0, dataset: str | None = None
+) -> np.ndarray:
     """Corrupt every image of ``(N, C, ...)``; seeded, so a test set is corrupted the same
-    way every time."""
+    way every time. ``dataset``: as in :func:`corrupt`."""
     rng = np.random.default_rng(seed)
-    return np.stack([corrupt(im, name, severity, rng) for im in images])
+    return np.stack([corrupt(im, name, severity, rng, dataset) for im in images])

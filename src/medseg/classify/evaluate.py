@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from medseg.classify.corrupt import CORRUPTIONS, SEVERITIES, corrupt_batch
+from medseg.classify.corrupt import SEVERITIES, corrupt_batch, corruption_names
+from medseg.classify.corrupt_sets import official_set_name
 from medseg.classify.data import SPLITS, Dataset
 from medseg.classify.metrics import accuracy, auc, calibration_curve, classification_report
 from medseg.classify.model import Classifier
@@ -32,13 +33,15 @@ def evaluate_corruptions(
     severities: tuple[int, ...] = SEVERITIES,
     names: tuple[str, ...] | None = None,
     seed: int = 0,
+    dataset: str | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{corruption: {severity: {"auc", "acc"}}}`` on corrupted copies of ``images``."""
+    """``{corruption: {severity: {"auc", "acc"}}}`` on corrupted copies of ``images``;
+    ``dataset``: that MedMNIST set's official MedMNIST-C corruptions (default: generic set)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for name in names or tuple(CORRUPTIONS):
+    for name in names or corruption_names(dataset):
         out[name] = {}
         for s in severities:
-            scores = clf.predict_proba(corrupt_batch(images, name, s, seed))
+            scores = clf.predict_proba(corrupt_batch(images, name, s, seed, dataset))
             out[name][str(s)] = {
                 "auc": auc(labels, scores, task),
                 "acc": accuracy(labels, scores, task),
@@ -69,8 +72,13 @@ def evaluate(
     corrupt: bool = False,
     n_bootstrap: int = 1000,
     severities: tuple[int, ...] = SEVERITIES,
+    corruption_set: str | None = "auto",
 ) -> dict[str, Any]:
-    """Report of ``clf`` on ``data.images[split]`` (see the module docstring)."""
+    """Report of ``clf`` on ``data.images[split]`` (see the module docstring).
+
+    ``corruption_set``: ``"auto"`` uses the official MedMNIST-C set of a MedMNIST file named
+    like ``retinamnist.npz`` and the generic set otherwise; ``None`` or ``"generic"``: the
+    generic set; a dataset name (``"retinamnist"``): that official set."""
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; use {SPLITS}")
     if data.task != clf.config.task and {data.task, clf.config.task} != {"ordinal", "multi-class"}:
@@ -95,8 +103,11 @@ def evaluate(
         for k, v in calibration_curve(labels, scores, clf.config.task).items()
     }
     if corrupt:
+        cset = official_set_name(data.source) if corruption_set == "auto" else corruption_set
+        cset = None if cset == "generic" else cset
+        report["corruption_set"] = f"medmnist-c:{cset}" if cset else "generic"
         report["corruptions"] = evaluate_corruptions(
-            clf, images, labels, clf.config.task, severities
+            clf, images, labels, clf.config.task, severities, dataset=cset
         )
         at3 = [m["3"]["auc"] for m in report["corruptions"].values() if "3" in m]
         if at3:

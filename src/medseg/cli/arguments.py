@@ -9,7 +9,11 @@ from typing import Any
 
 from medseg.errors import InputError
 
-__all__ = ["model_options", "parse_duration", "parse_model_option"]
+__all__ = ["ENCODER_BACKENDS", "model_options", "parse_duration", "parse_model_option"]
+
+# The choices of every command's --backend; the same tuple as medseg.models.litemedsam.BACKENDS
+# (repeated so that building the parser does not import the models; a test keeps them equal).
+ENCODER_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")

@@ -18,18 +18,19 @@ __all__ = [
     "rater_options",
 ]
 
-LABEL_NOISE_CHOICES = ("none", "robust", "gce", "correct")
+LABEL_NOISE_CHOICES = ("none", "robust", "gce", "correct", "band")
 
 
 def add_label_noise_option(p: argparse.ArgumentParser) -> None:
-    """Register ``--label-noise {none,robust,gce,correct}`` (default none)."""
+    """Register ``--label-noise {none,robust,gce,correct,band}`` (default none)."""
     p.add_argument(
         "--label-noise", choices=LABEL_NOISE_CHOICES, default="none",
         help="use robust when the training labels are known to be imprecise (outlines a few "
         "pixels off, structures missed in some cases, quick or semi-automatic annotation): "
-        "robust = the method chosen by measurement (label correction after the "
-        "early-learning phase, see docs/auto.md); gce (Dice + generalized cross-entropy) "
-        "and correct name the candidates; none (default) = plain Dice + CE, best for "
+        "robust = the method chosen by measurement (band: Dice + CE skipping a band of 1 "
+        "px inside / 2 px outside the label boundaries, see docs/auto.md); gce (Dice + "
+        "generalized cross-entropy), correct (label correction) and band name the "
+        "candidates; none (default) = plain Dice + CE, best for "
         "careful labels",
     )  # fmt: skip
 

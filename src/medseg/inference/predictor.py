@@ -40,13 +40,14 @@ from medseg.errors import InputError, ModelError, PromptError
 from medseg.inference.cache import CacheInfo, EmbeddingCache, content_hash
 from medseg.inference.first_mask import auto_prediction, corrected_volume
 from medseg.inference.image_input import as_image, guess_modality, model_array
+from medseg.inference.prompt_checks import check_prompts, given_kinds, start_3d
 from medseg.inference.prompt_input import BINARY_MASK_LOGIT, prompt_set, volume_logits
 from medseg.inference.propagation import PropagationConfig, propagate
 from medseg.inference.result import Prediction, label_map_from_logits
 from medseg.inference.view_frame import ViewFrame, in_view_frame
 from medseg.io.image import Image, LabelMap
 from medseg.models.base import PromptableModel
-from medseg.prompts.types import PromptSet, validate_box3d, validate_slice_index
+from medseg.prompts.types import PromptSet, validate_slice_index
 
 __all__ = ["Predictor", "as_image", "guess_modality", "BINARY_MASK_LOGIT"]
 
@@ -187,14 +188,6 @@ class Predictor:
         return sum(int(a.nbytes) for a in arrays if a is not None)
 
     # ---- prompts ---------------------------------------------------------------------
-    def _check_kinds(self, kinds: set[str]) -> None:
-        unsupported = kinds - set(self.model.prompt_kinds)
-        if unsupported:
-            raise PromptError(
-                f"model {self.model.name!r} does not accept {', '.join(sorted(unsupported))} "
-                f"prompts; it accepts: {', '.join(sorted(self.model.prompt_kinds))}"
-            )
-
     def _prompt_set(self, shape: tuple[int, int], *args: Any, **kwargs: Any) -> PromptSet:
         """:func:`medseg.inference.prompt_input.prompt_set` for the current image."""
         image_shape = None if self._image is None else self._image.shape
@@ -249,41 +242,52 @@ class Predictor:
                 ``found[i]`` False (:mod:`medseg.inference.text`). With ``points=`` the
                 clicks correct the text mask; other prompts: pass ``mask_input=result``.
         """
-        if self._image is None:
-            raise PromptError("no image: call set_image(image) before predict()")
-        given = (("box", box), ("box", boxes), ("box", box3d), ("points", points),
-                 ("scribbles", scribbles), ("mask", mask_input))  # fmt: skip
-        kinds = {k for k, v in given if v is not None}
-        if text is not None or texts is not None:
-            from medseg.inference import text as tx
-
-            names, stacked = tx.text_list(text, texts, kinds, label, multimask)
-            r = tx.predict_text(self, names, slice_index, propagate, stacked)
-            if points is None:
-                return r
-            return tx.refine_text(self, r, points, point_labels, slice_index, propagate)
-        self._check_kinds(kinds)
-        if multimask and (boxes is not None or self._image.ndim == 3):
-            raise PromptError("multimask=True works for one object on a 2D image only")
-        if multimask and self.model.num_multimask_outputs < 1:
-            raise PromptError(f"model {self.model.name!r} has no multimask output")
+        image = self._require_image()
         first = (box, boxes, points, point_labels, mask_input, scribbles)
+        kinds = given_kinds(first, box3d)
+        if text is not None or texts is not None:
+            return self._predict_text(
+                (text, texts), kinds, label, multimask, first, slice_index, propagate
+            )
+        check_prompts(self.model, kinds, ndim=image.ndim, multimask=multimask,
+                      stacked=boxes is not None, auto=self.auto is not None, label=label,
+                      point_labels=point_labels)  # fmt: skip
         if self.auto is not None and (label is not None or not kinds):
             return self._predict_auto(first, kinds, label, slice_index, box3d)
-        if label is not None:
-            raise PromptError("label= picks a class of a medseg auto model (Predictor(MODEL_DIR))")
-        if not kinds and point_labels is None:
-            raise PromptError("no prompt given: pass box=, points=, scribbles= or mask_input=")
-        if self._image.ndim == 2:
-            if slice_index is not None or box3d is not None:
-                raise PromptError("slice_index and box3d need a 3D image; this image is 2D")
-            prompts = self._prompt_set(
-                self._image.shape, box, boxes, points, point_labels, mask_input, None, scribbles
-            )
-            return self._predict_2d(prompts, multimask, stacked=boxes is not None)
-        if not propagate:
-            return self._predict_slice(first, slice_index, box3d)
-        return self._predict_3d(first, slice_index, box3d)
+        return self._predict_prompts(first, multimask, slice_index, box3d, propagate)
+
+    def _predict_text(
+        self, names: tuple, kinds: set[str], label: int | None, multimask: bool, first: tuple,
+        slice_index: int | None, propagate: bool,
+    ) -> Prediction:  # fmt: skip
+        """``predict(text=... | texts=...)``: the named targets (``names`` = ``(text,
+        texts)``), their masks corrected by the clicks in ``first`` if any."""
+        from medseg.inference import text as tx
+
+        points, point_labels = first[2], first[3]
+        targets, stacked = tx.text_list(*names, kinds, label, multimask)
+        r = tx.predict_text(self, targets, slice_index, propagate, stacked)
+        if points is None:
+            return r
+        return tx.refine_text(self, r, points, point_labels, slice_index, propagate)
+
+    def _predict_prompts(
+        self, first: tuple, multimask: bool, slice_index: int | None, box3d: Any, propagate: bool
+    ) -> Prediction:
+        """The object(s) of the prompts ``first``: on the 2D image, or on the volume's slice
+        ``slice_index`` alone (``propagate=False``) or propagated through the volume."""
+        image = self._require_image()
+        if image.ndim == 3:
+            if not propagate:
+                return self._predict_slice(first, slice_index, box3d)
+            return self._predict_3d(first, slice_index, box3d)
+        if slice_index is not None or box3d is not None:
+            raise PromptError("slice_index and box3d need a 3D image; this image is 2D")
+        box, boxes, points, point_labels, mask_input, scribbles = first
+        prompts = self._prompt_set(
+            image.shape, box, boxes, points, point_labels, mask_input, None, scribbles
+        )
+        return self._predict_2d(prompts, multimask, stacked=boxes is not None)
 
     def _predict_slice(self, first: tuple, slice_index: int | None, box3d: Any) -> Prediction:
         """One object on slice ``slice_index`` of the volume only, as a 2D result."""
@@ -352,32 +356,12 @@ class Predictor:
                           labels=labels, image=self._image, multimask=multimask,
                           info={"model": self.model.name})  # fmt: skip
 
-    def _start_3d(
-        self, box: Any, boxes: Any, slice_index: int | None, box3d: Any
-    ) -> tuple[Any, int, tuple[int, int]]:
-        """(box, start slice, z range) for a 3D prompt."""
-        shape = self._require_image().shape
-        if box3d is None:
-            if slice_index is None:
-                raise PromptError("this image is 3D: give slice_index=z with the 2D prompt, or "
-                                  "box3d=(x0, y0, z0, x1, y1, z1)")  # fmt: skip
-            return box, validate_slice_index(slice_index, shape[0]), (0, shape[0] - 1)
-        if box is not None or boxes is not None:
-            raise PromptError("give either box3d= or box=/boxes= with slice_index, not both")
-        b = validate_box3d(box3d, shape)
-        z_range = (round(b[2]), round(b[5]))
-        start = (z_range[0] + z_range[1]) // 2 if slice_index is None else slice_index
-        start = validate_slice_index(start, shape[0])
-        if not z_range[0] <= start <= z_range[1]:
-            raise PromptError(f"slice_index {start} is outside box3d's z range {z_range}")
-        return (b[0], b[1], b[3], b[4]), start, z_range
-
     def _predict_3d(self, first: tuple, slice_index: int | None, box3d: Any) -> Prediction:
         """Propagate from the start slice; ``first`` holds the start slice's prompts
         ``(box, boxes, points, point_labels, mask_input, scribbles)``."""
         box, boxes, points, point_labels, mask_input, scribbles = first
-        box, start, z_range = self._start_3d(box, boxes, slice_index, box3d)
-        depth, ny, nx = self._require_image().shape
+        depth, ny, nx = shape = self._require_image().shape
+        box, start, z_range = start_3d(shape, box, boxes, slice_index, box3d)
         prompts = self._prompt_set(
             (ny, nx), box, boxes, points, point_labels, mask_input, start, scribbles
         )

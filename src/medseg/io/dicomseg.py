@@ -111,6 +111,24 @@ def _segment_descriptions(values: list[int], names: dict[int, str]) -> list[Any]
     return out
 
 
+def _fixed_attributes() -> dict[str, Any]:
+    """The SEG's fixed attributes (``highdicom.seg.Segmentation`` keywords): series and
+    instance numbers, manufacturer, software version, content label and descriptions."""
+    from medseg._version import __version__
+
+    return {
+        "series_number": 900,
+        "instance_number": 1,
+        "manufacturer": "medseg",
+        "manufacturer_model_name": "medseg",
+        "software_versions": __version__,
+        "device_serial_number": "0",
+        "content_label": "MEDSEG",
+        "content_description": "medseg segmentation",
+        "series_description": "medseg segmentation",
+    }
+
+
 def save_dicom_seg(
     labels: LabelMap | np.ndarray,
     source_series_dir: str | os.PathLike[str],
@@ -137,7 +155,6 @@ def save_dicom_seg(
     """
     import highdicom as hd
 
-    from medseg._version import __version__
     from medseg.io.atomic import atomic_path
     from medseg.io.readers import load
 
@@ -157,17 +174,9 @@ def save_dicom_seg(
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=_segment_descriptions(values, names),
         series_instance_uid=hd.UID(),
-        series_number=900,
         sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="medseg",
-        manufacturer_model_name="medseg",
-        software_versions=__version__,
-        device_serial_number="0",
-        content_label="MEDSEG",
-        content_description="medseg segmentation",
-        series_description="medseg segmentation",
         omit_empty_frames=False,
+        **_fixed_attributes(),
     )
     out = Path(path).expanduser()
     with atomic_path(out) as tmp:

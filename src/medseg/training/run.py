@@ -186,32 +186,15 @@ def _prepare(data_dir: Path, model_dir: Path, opts: RunOptions) -> dict[str, Any
 
 def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> Path:
     """Run every step; returns the path of ``report/report.md``."""
-    from medseg.training.init_weights import prepare_init
-    from medseg.training.pipeline import fold_name, train_fold, validate_fold
+    from medseg.training.pipeline import train_fold, validate_fold
     from medseg.training.report import write_report
-    from medseg.training.semisup import prepare_unlabeled, semisup_summary
 
     t0 = time.perf_counter()
     data_dir, model_dir = Path(data_dir), Path(model_dir)
-    raters = None
     with remove_if_created(model_dir):
-        if opts.raters is not None:
-            from medseg.training.raters import prepare_rater_dataset
-
-            data_dir, raters = prepare_rater_dataset(
-                data_dir, model_dir, opts.raters, opts.fuse_method
-            )
-        init = None if opts.init is None else prepare_init(opts.init, data_dir, model_dir)
-        prep = _prepare(data_dir, model_dir, opts)
-        unlabeled = prepare_unlabeled(opts.unlabeled, data_dir, model_dir)
+        data_dir, raters, init, prep, unlabeled = _prepare_inputs(data_dir, model_dir, opts)
     plan, val_ids = prep["plan"], prep["val_ids"]
-    train_budget = None
-    if opts.time_budget_s is not None:
-        reserve = estimate_inference_s(plan, _val_shapes(model_dir, plan, val_ids), opts.tta)
-        reserve += 2.0 + 0.02 * opts.time_budget_s  # scoring, overlays, report
-        remaining = opts.time_budget_s - (time.perf_counter() - t0)
-        train_budget = max(remaining - reserve, 0.5 * remaining, 1.0)
-        log.info("training budget %.0f s (%.0f s reserved for validation)", train_budget, reserve)
+    train_budget = _train_budget(opts, plan, model_dir, val_ids, t0)
     t_train = time.perf_counter()
     fold = prep["fold"]
     cfg = replace(_train_config(opts, train_budget), unlabeled=unlabeled,
@@ -224,6 +207,62 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
         data_dir, model_dir, opts.fold, tta=opts.tta, case_ids=val_ids, prepared=fold
     )
     report_dir = model_dir / "report"
+    timings = {"preprocess_s": prep["preprocess_s"], "train_s": train_s,
+               "inference_s_per_case": val["inference_s_per_case"],
+               "total_s": time.perf_counter() - t0}  # fmt: skip
+    info = _report_info(opts, prep, result, val, timings, report_dir)
+    info["raters"] = raters
+    info["semi_supervised"] = _semisup_info(opts, unlabeled)
+    return write_report(report_dir, info)
+
+
+def _prepare_inputs(
+    data_dir: Path, model_dir: Path, opts: RunOptions
+) -> tuple[Path, Any, Any, dict[str, Any], Any]:
+    """The steps before training (run inside ``remove_if_created``): fuse the raters'
+    labels, prepare the initial weights, :func:`_prepare`, then the unlabeled cases.
+    Returns ``(data_dir, raters, init, prep, unlabeled)``, ``data_dir`` the fused labels'
+    dataset when there are raters."""
+    from medseg.training.init_weights import prepare_init
+    from medseg.training.semisup import prepare_unlabeled
+
+    raters = None
+    if opts.raters is not None:
+        from medseg.training.raters import prepare_rater_dataset
+
+        data_dir, raters = prepare_rater_dataset(data_dir, model_dir, opts.raters, opts.fuse_method)
+    init = None if opts.init is None else prepare_init(opts.init, data_dir, model_dir)
+    prep = _prepare(data_dir, model_dir, opts)
+    unlabeled = prepare_unlabeled(opts.unlabeled, data_dir, model_dir)
+    return data_dir, raters, init, prep, unlabeled
+
+
+def _train_budget(
+    opts: RunOptions, plan: Plan, model_dir: Path, val_ids: list[str], t0: float
+) -> float | None:
+    """Seconds for training in a run started at ``t0`` (``time.perf_counter()``), after
+    reserving the validation inference of ``val_ids`` and the report; None without a time
+    budget."""
+    if opts.time_budget_s is None:
+        return None
+    reserve = estimate_inference_s(plan, _val_shapes(model_dir, plan, val_ids), opts.tta)
+    reserve += 2.0 + 0.02 * opts.time_budget_s  # scoring, overlays, report
+    remaining = opts.time_budget_s - (time.perf_counter() - t0)
+    train_budget = max(remaining - reserve, 0.5 * remaining, 1.0)
+    log.info("training budget %.0f s (%.0f s reserved for validation)", train_budget, reserve)
+    return train_budget
+
+
+def _report_info(
+    opts: RunOptions, prep: dict[str, Any], result: Any, val: dict, timings: dict,
+    report_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """The report's contents (:func:`~medseg.training.report.write_report`) but for
+    ``raters`` and ``semi_supervised``: the run's preparation ``prep``, training ``result``,
+    validation ``val`` and ``timings``; overlay paths relative to ``report_dir``."""
+    from medseg.training.pipeline import fold_name
+
+    plan, fold, val_ids = prep["plan"], prep["fold"], prep["val_ids"]
     train = {
         "iterations": result.iterations,
         "total_iterations": result.total_iterations,
@@ -233,13 +272,7 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
         "finished": result.finished,
         "best_ema_pseudo_dice": result.best_ema_dice,
     }
-    timings = {
-        "preprocess_s": prep["preprocess_s"],
-        "train_s": train_s,
-        "inference_s_per_case": val["inference_s_per_case"],
-        "total_s": time.perf_counter() - t0,
-    }
-    info = {
+    return {
         "dataset": prep["ds"].name,
         "fold": opts.fold,
         "plan_notes": list(plan.notes),
@@ -251,12 +284,14 @@ def run_auto(data_dir: str | Path, model_dir: str | Path, opts: RunOptions) -> P
         "overlays": [str(p.relative_to(report_dir)) for p in val["overlays"]],
         "curve": f"../{fold_name(opts.fold)}/training_curve.png",
         "warnings": _warnings(plan, result, val, opts, prep["issues"]),
-        "raters": raters,
-        "semi_supervised": (
-            semisup_summary(len(unlabeled), opts.unlabeled_weight) if unlabeled else None
-        ),
     }
-    return write_report(report_dir, info)
+
+
+def _semisup_info(opts: RunOptions, unlabeled: Any) -> dict[str, Any] | None:
+    """The report's ``semi_supervised`` entry: None without unlabeled cases."""
+    from medseg.training.semisup import semisup_summary
+
+    return semisup_summary(len(unlabeled), opts.unlabeled_weight) if unlabeled else None
 
 
 def _warnings(plan: Plan, result: Any, val: dict, opts: RunOptions, issues: list) -> list[str]:

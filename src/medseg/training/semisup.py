@@ -9,12 +9,23 @@ pair is mixed with a random box mask ``M`` (a box of 2/3 of the patch per axis):
 - even samples ("inward"): ``x_l * (1 - M) + x_u * M``, target ``y_l * (1 - M) + p_u * M``;
 - odd samples ("outward"): ``x_u * (1 - M) + x_l * M``, target ``p_u * (1 - M) + y_l * M``.
 
-The student is trained on the labelled batch with the usual loss plus ``w(t)`` times the
-same Dice/CE loss on the mixed batch, both in one forward pass (so DDP sees one graph);
-``w(t) = unlabeled_weight * exp(-5 (1 - t / T)^2)`` ramps up over the first
-:data:`RAMPUP_FRACTION` of the iterations (Laine & Aila 2017). The teacher is updated after
-every optimiser step and checkpointed, so ``--resume`` continues exactly; the student is
-the model that is saved and predicts.
+The student is trained on the labelled batch with the usual loss plus ``w(t)`` times a
+Dice/CE loss on the mixed batch (:func:`masked_dice_ce`), both in one forward pass (so DDP
+sees one graph). The recipe (:class:`SemisupRecipe`, defaults :data:`RECIPE` chosen on a
+validation split, see ``benchmarks/auto_semisup.py``) adds to BCP:
+
+- a supervised warm-up: no unlabelled images for the first ``warmup_fraction`` of the
+  iterations, then the teacher restarts as a copy of the student (BCP's pre-training stage);
+- ``w(t)`` (:func:`unlabeled_weight_at`): 0 during the warm-up, then
+  ``unlabeled_weight * exp(-5 (1 - t / T)^2)`` over ``T = rampup_fraction`` of the remaining
+  iterations (Laine & Aila 2017);
+- confidence masking: pseudo-labelled pixels whose teacher probability is below
+  ``confidence`` do not count in the mixed loss (FixMatch);
+- a strong intensity perturbation of the student's mixed input only (:func:`strong_perturb`,
+  the teacher saw the weakly augmented image; FixMatch/UniMatch).
+
+The teacher is updated after every optimiser step and checkpointed, so ``--resume``
+continues exactly; the student is the model that is saved and predicts.
 
 Unlabelled images are read like ``imagesTr`` (``<case>_0000<ending>``, one file per
 channel), preprocessed with the plan into the fold's cache under the id
@@ -26,7 +37,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -40,12 +50,30 @@ from medseg.io.atomic import atomic_path
 from medseg.io.naming import IMAGE_ENDINGS, split_channel, split_ending
 from medseg.training.cache import CachedCase
 from medseg.training.data import PatchSampler
+from medseg.training.semisup_mix import (
+    BOX_FRACTION,
+    EMA_DECAY,
+    RAMPUP_FRACTION,
+    SemisupRecipe,
+    bidirectional_mix,
+    box_mask,
+    copy_paste,
+    ema_update,
+    masked_dice_ce,
+    sigmoid_rampup,
+    strong_perturb,
+    teacher_pseudo_labels,
+    unlabeled_weight_at,
+    warmup_iterations,
+)
 
 __all__ = [
     "PREFIX",
     "EMA_DECAY",
     "RAMPUP_FRACTION",
     "BOX_FRACTION",
+    "SemisupRecipe",
+    "RECIPE",
     "find_unlabeled",
     "prepare_unlabeled",
     "load_unlabeled",
@@ -53,6 +81,10 @@ __all__ = [
     "copy_paste",
     "bidirectional_mix",
     "sigmoid_rampup",
+    "unlabeled_weight_at",
+    "teacher_pseudo_labels",
+    "strong_perturb",
+    "masked_dice_ce",
     "ema_update",
     "semisup_summary",
     "MeanTeacherBCP",
@@ -63,12 +95,9 @@ log = logging.getLogger(__name__)
 
 #: Cache ids of unlabelled cases: ``PREFIX + case``.
 PREFIX = "unlabeled__"
-#: Teacher weight decay of the EMA (BCP and Mean Teacher use 0.99).
-EMA_DECAY = 0.99
-#: The unlabelled loss weight ramps up over this share of the training iterations.
-RAMPUP_FRACTION = 0.3
-#: Side of the copy-paste box, as a share of the patch side (BCP: 2/3).
-BOX_FRACTION = 2 / 3
+
+#: The recipe ``medseg auto train --unlabeled`` uses (defaults chosen by measurement).
+RECIPE = SemisupRecipe()
 
 
 # ---- data -------------------------------------------------------------------------------
@@ -194,95 +223,13 @@ def load_unlabeled(cache_dir: str | Path, cache_id: str) -> CachedCase:
     return CachedCase(cache_id, data, seg, {})
 
 
-# ---- mixing, ramp, EMA ------------------------------------------------------------------
-def box_mask(shape: tuple[int, ...], fraction: float, gen: torch.Generator) -> torch.Tensor:
-    """``(B, 1, *sp)`` float mask of one random box per sample (1 inside, 0 outside).
-
-    ``shape`` is ``(B, *sp)``; the box side on each axis is ``round(fraction * side)``
-    (at least 1), its corner uniform over the positions that keep it inside.
-    """
-    b, spatial = shape[0], shape[1:]
-    mask = torch.zeros((b, 1, *spatial))
-    for i in range(b):
-        box = []
-        for side in spatial:
-            size = min(side, max(1, round(fraction * side)))
-            start = int(torch.randint(0, side - size + 1, (1,), generator=gen))
-            box.append(slice(start, start + size))
-        mask[(i, 0, *box)] = 1.0
-    return mask
-
-
-def copy_paste(
-    base_img: torch.Tensor,
-    base_lab: torch.Tensor,
-    src_img: torch.Tensor,
-    src_lab: torch.Tensor,
-    mask: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paste the box ``mask == 1`` of ``src`` into ``base``.
-
-    Images ``(B, C, *sp)`` float, labels ``(B, 1, *sp)`` int64, ``mask`` ``(B, 1, *sp)``
-    of 0/1. Returns ``base_img * (1 - mask) + src_img * mask`` and the label taken from
-    ``src_lab`` inside the box and ``base_lab`` outside.
-    """
-    img = base_img * (1 - mask) + src_img * mask
-    lab = torch.where(mask.bool(), src_lab, base_lab)
-    return img, lab
-
-
-def bidirectional_mix(
-    x_l: torch.Tensor,
-    y_l: torch.Tensor,
-    x_u: torch.Tensor,
-    p_u: torch.Tensor,
-    mask: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """BCP mixing of labelled ``(x_l, y_l)`` and unlabelled ``(x_u, p_u)`` (pseudo-label).
-
-    Sample ``i`` pairs labelled ``i`` with unlabelled ``i``: even ``i`` paste the
-    unlabelled box into the labelled image ("inward"), odd ``i`` the labelled box into the
-    unlabelled image ("outward"). Shapes as in :func:`copy_paste`.
-    """
-    inward, in_lab = copy_paste(x_l, y_l, x_u, p_u, mask)
-    outward, out_lab = copy_paste(x_u, p_u, x_l, y_l, mask)
-    even = (torch.arange(x_l.shape[0]) % 2 == 0).view(-1, *[1] * (x_l.ndim - 1))
-    return torch.where(even, inward, outward), torch.where(even, in_lab, out_lab)
-
-
-def sigmoid_rampup(iteration: int, length: float) -> float:
-    """``exp(-5 (1 - t)^2)`` for ``t = iteration / length`` clipped to [0, 1]; 1.0 when
-    ``length <= 0``."""
-    if length <= 0:
-        return 1.0
-    t = min(max(iteration / length, 0.0), 1.0)
-    return float(math.exp(-5.0 * (1.0 - t) ** 2))
-
-
-@torch.no_grad()
-def ema_update(
-    teacher: torch.nn.Module, student: torch.nn.Module, decay: float, iteration: int
-) -> float:
-    """``teacher = a * teacher + (1 - a) * student`` per parameter, with
-    ``a = min(1 - 1 / (iteration + 1), decay)`` (fast at the start); buffers are copied.
-    Returns ``a``. ``iteration``: optimiser steps done (1 after the first)."""
-    a = min(1.0 - 1.0 / (iteration + 1), decay)
-    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
-        t.mul_(a).add_(s.detach(), alpha=1.0 - a)
-    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
-        t.copy_(s)
-    return a
-
-
 def semisup_summary(n_unlabeled: int, weight: float) -> dict[str, Any]:
-    """What the plan/report records about the semi-supervised training."""
+    """What the plan/report records about the semi-supervised training (:data:`RECIPE`)."""
     return {
         "n_unlabeled": n_unlabeled,
         "method": "mean teacher + bidirectional copy-paste (BCP)",
         "unlabeled_weight": weight,
-        "ema_decay": EMA_DECAY,
-        "rampup_fraction": RAMPUP_FRACTION,
-        "box_fraction": round(BOX_FRACTION, 4),
+        **{k: round(v, 4) for k, v in asdict(RECIPE).items()},
     }
 
 
@@ -290,14 +237,18 @@ def semisup_summary(n_unlabeled: int, weight: float) -> dict[str, Any]:
 class MeanTeacherBCP:
     """The semi-supervised part of a :class:`~medseg.training.trainer.Trainer` step.
 
-    Uses the trainer's model, loss, augmentation (``_batch``), RNGs (checkpointed) and patch
-    size. Per step: :meth:`mixed_images` (teacher pseudo-labels, mixing; the trainer
-    concatenates the result to its batch), :meth:`split` (labelled / mixed outputs),
-    :meth:`loss` (ramped Dice/CE on the mixed batch), :meth:`update_teacher` after the step.
+    Uses the trainer's model, augmentation (``_batch``), RNGs (checkpointed) and patch size.
+    Per step: :meth:`mixed_images` (teacher pseudo-labels, mixing; the trainer concatenates
+    the result to its batch; an empty batch during the warm-up), :meth:`split` (labelled /
+    mixed outputs), :meth:`loss` (weighted :func:`masked_dice_ce` on the mixed batch),
+    :meth:`update_teacher` after the step. ``recipe`` defaults to :data:`RECIPE`.
     """
 
-    def __init__(self, trainer: Any, cases: list[CachedCase]) -> None:
+    def __init__(
+        self, trainer: Any, cases: list[CachedCase], recipe: SemisupRecipe | None = None
+    ) -> None:
         self.trainer = trainer
+        self.recipe = RECIPE if recipe is None else recipe
         self.weight = float(trainer.cfg.unlabeled_weight)
         self.sampler = PatchSampler(cases, trainer.sampler.patch_size, 0.0, trainer.rng)
         self.teacher = copy.deepcopy(trainer.model).eval()
@@ -305,19 +256,33 @@ class MeanTeacherBCP:
             p.requires_grad_(False)
         self.n = 0
         self._target: torch.Tensor | None = None
+        self._keep: torch.Tensor | None = None
+
+    @property
+    def warmup(self) -> int:
+        """Labels-only iterations at the start."""
+        return warmup_iterations(self.trainer.total, self.recipe)
 
     def mixed_images(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(B, C, *patch)`` mixed images of the labelled batch ``x, y`` and a fresh
-        unlabelled batch; their targets are kept for :meth:`loss`."""
-        tr = self.trainer
+        unlabelled batch (``(0, C, *patch)`` during the warm-up); their targets and kept
+        pixels are kept for :meth:`loss`. At the warm-up's end the teacher restarts as a
+        copy of the student."""
+        tr, r = self.trainer, self.recipe
+        self.n = x.shape[0]
+        if tr.iteration < self.warmup:
+            self._target = None
+            return x[:0]
+        if tr.iteration == self.warmup and self.warmup > 0:
+            self.teacher.load_state_dict(tr.model.state_dict())
         self.sampler.rng = tr.rng  # the trainer's (checkpointed) stream, also after a resume
         x_u, _ = tr._batch(x.shape[0], self.sampler, augment=True)
         with torch.no_grad():
-            p_u = self.teacher(x_u).argmax(1, keepdim=True)
-        mask = box_mask((x.shape[0], *x.shape[2:]), BOX_FRACTION, tr.gen).to(x.device)
+            p_u, keep_u = teacher_pseudo_labels(self.teacher(x_u), r.confidence)
+        mask = box_mask((x.shape[0], *x.shape[2:]), r.box_fraction, tr.gen).to(x.device)
         mixed, self._target = bidirectional_mix(x, y, x_u, p_u, mask)
-        self.n = x.shape[0]
-        return mixed
+        _, self._keep = bidirectional_mix(x, torch.ones_like(keep_u), x_u, keep_u, mask)
+        return strong_perturb(mixed, r.strong, tr.gen)
 
     def split(self, outs: Any) -> tuple[Any, Any]:
         """``(labelled, mixed)`` parts of the outputs of the concatenated batch (a list of
@@ -328,14 +293,19 @@ class MeanTeacherBCP:
         return outs[:n], outs[n:]
 
     def loss(self, mixed_outs: Any) -> torch.Tensor:
-        """Ramped weight times the trainer's Dice/CE of the mixed outputs."""
+        """Scheduled weight times :func:`masked_dice_ce` of the mixed outputs (0 during the
+        warm-up)."""
         tr = self.trainer
-        w = self.weight * sigmoid_rampup(tr.iteration, RAMPUP_FRACTION * tr.total)
-        return w * tr.loss_fn(mixed_outs, self._target)
+        w = unlabeled_weight_at(tr.iteration, tr.total, self.weight, self.recipe)
+        if self._target is None or w == 0.0:
+            return torch.zeros((), device=tr.device)
+        return w * masked_dice_ce(mixed_outs, self._target, self._keep)
 
     def update_teacher(self) -> None:
-        """EMA step of the teacher (call after the optimiser step)."""
-        ema_update(self.teacher, self.trainer.model, EMA_DECAY, self.trainer.iteration + 1)
+        """EMA step of the teacher (call after the optimiser step; counts the steps since
+        the warm-up's end)."""
+        done = self.trainer.iteration + 1 - self.warmup
+        ema_update(self.teacher, self.trainer.model, self.recipe.ema_decay, max(done, 1))
 
     def state_dict(self) -> dict[str, Any]:
         return self.teacher.state_dict()
@@ -355,6 +325,9 @@ def build_semisup(trainer: Any, cache_dir: str | Path) -> MeanTeacherBCP | None:
         raise InputError("--unlabeled cannot be combined with partial labels yet")
     cases = [load_unlabeled(cache_dir, c) for c in ids]
     log.info(
-        "semi-supervised: %d unlabelled cases, weight %g", len(ids), trainer.cfg.unlabeled_weight
+        "semi-supervised: %d unlabelled cases, weight %g, %s",
+        len(ids),
+        trainer.cfg.unlabeled_weight,
+        RECIPE,
     )
     return MeanTeacherBCP(trainer, cases)

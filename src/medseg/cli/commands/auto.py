@@ -158,6 +158,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="with --adapt: time bound per image, e.g. 30s (default 60s)",
     )  # fmt: skip
     p.add_argument(
+        "--adapt-balance", type=float, default=None, metavar="W",
+        help="with --adapt: weight of the class-balance term, KL(mean prediction || training "
+        "class frequencies from MODEL/fingerprint.json); 0 = entropy only (default 1)",
+    )  # fmt: skip
+    p.add_argument(
         "--num-parts", type=int, default=1, metavar="N",
         help="split the sorted cases into N parts, e.g. one per process (default 1)",
     )  # fmt: skip
@@ -320,8 +325,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.adapt:
         from medseg.automatic.adapt import AdaptConfig, AdaptedModel
 
+        bal = {} if args.adapt_balance is None else {"balance": args.adapt_balance}
         model = AdaptedModel(
-            model, AdaptConfig(steps=args.adapt_steps, max_seconds=args.adapt_time)
+            model, AdaptConfig(steps=args.adapt_steps, max_seconds=args.adapt_time, **bal)
         )
     if is_remote(args.input):  # WADO-RS in, DICOM-SEG out (and STOW-RS with --push)
         seg, pushed = segment_remote(args.input, args.out, model.predict, push=args.push)

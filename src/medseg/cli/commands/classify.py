@@ -74,6 +74,16 @@ def _add_train(sub: Any) -> None:
         metavar="MODEL_DIR",
         help="model folder to write (classifier.json, weights.pt, report.json)",
     )
+    _add_train_network(p)
+    _add_train_schedule(p)
+    _add_train_labels(p)
+    _add_train_recipe(p)
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_train_network(p: argparse.ArgumentParser) -> None:
+    """``train``'s network: ``--model``, ``--ensemble`` and ``--baseline``."""
     p.add_argument(
         "--model",
         choices=MODELS,
@@ -93,6 +103,10 @@ def _add_train(sub: Any) -> None:
         action="store_true",
         help="the MedMNIST ResNet-18 recipe (batch 128, step decay, no augmentation)",
     )
+
+
+def _add_train_schedule(p: argparse.ArgumentParser) -> None:
+    """``train``'s schedule: ``--time-budget``, ``--epochs``, ``--batch-size`` and ``--lr``."""
     p.add_argument(
         "--time-budget",
         "--time",
@@ -104,6 +118,10 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--epochs", type=positive_int, help="stop after this many epochs")
     p.add_argument("--batch-size", type=positive_int, help="samples per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
+
+
+def _add_train_labels(p: argparse.ArgumentParser) -> None:
+    """``train``'s task and inputs: ``--task``, ``--size``, ``--classes`` and ``--loss``."""
     p.add_argument("--task", choices=TASKS, help="override the task told by the labels")
     p.add_argument(
         "--size",
@@ -123,6 +141,11 @@ def _add_train(sub: Any) -> None:
         help="training loss (default ce); for ordinal grades: ordinal (cross-entropy + "
         "cumulative P(y>k) BCE) or sord (soft labels toward neighbouring grades)",
     )
+
+
+def _add_train_recipe(p: argparse.ArgumentParser) -> None:
+    """``train``'s recipe: feature and training augmentation, TTA, the epoch selection
+    metric, ``--no-test`` and ``--seed``."""
     p.add_argument(
         "--feature-augment",
         type=_non_negative_int,
@@ -147,8 +170,6 @@ def _add_train(sub: Any) -> None:
         "--seed", type=int, default=0,
         help="random seed of weight init, shuffling and augmentation (default %(default)s)",
     )  # fmt: skip
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_predict(sub: Any) -> None:

@@ -7,6 +7,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from medseg.cli.arguments import ENCODER_BACKENDS
+
 NAME = "demo"
 HELP = "segment the built-in sample CT slice (LiteMedSAM, box prompt): mask.png + overlay.png"
 
@@ -18,9 +20,7 @@ __all__ = ["NAME", "HELP", "add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("medseg_demo"), help="output folder")
     parser.add_argument("--model", default="litemedsam", help="model name (default litemedsam)")
-    parser.add_argument(
-        "--backend", choices=("auto", "torch", "onnx"), help="image encoder runtime"
-    )
+    parser.add_argument("--backend", choices=ENCODER_BACKENDS, help="image encoder runtime")
     parser.add_argument("--cache-dir", type=Path, help="folder for the ONNX export cache")
 
 

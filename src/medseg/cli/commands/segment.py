@@ -36,6 +36,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from medseg.cli.arguments import ENCODER_BACKENDS
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
 from medseg.cli.image_input import check_push, image_ref, load_input, push_seg, source_of
 from medseg.cli.prompt_args import command_prompts
@@ -66,6 +67,17 @@ __all__ = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``segment`` options to ``parser``, in the order ``--help`` lists them."""
+    _add_input_output(parser)
+    _add_model(parser)
+    _add_prompts(parser)
+    _add_label_values(parser)
+    _add_display_and_runtime(parser)
+    add_auto_predict_options(parser)
+
+
+def _add_input_output(parser: argparse.ArgumentParser) -> None:
+    """The image to segment, ``--push``, ``--output`` and ``--allow-irregular-slices``."""
     parser.add_argument(
         "image",
         type=image_ref,
@@ -91,6 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="read a DICOM series with irregular slice gaps on a regular grid with the mean "
         "gap (default: refuse)",
     )
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    """``--model`` (a promptable model or a medseg auto model folder) and ``--label``."""
     parser.add_argument(
         "--model",
         default="default",
@@ -104,6 +120,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --model MODEL_DIR: the class to write or correct (default: all classes "
         "without prompts, the first foreground class with prompts)",
     )
+
+
+def _add_prompts(parser: argparse.ArgumentParser) -> None:
+    """The prompts: boxes, ``--slice``, points, scribbles, text targets (and
+    ``--list-targets``) and a scribble mask."""
     parser.add_argument(
         "--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="box (repeatable)"
     )
@@ -144,6 +165,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="label image of scribbles (1 = positive, 2 = negative), the image's or slice's size",
     )
+
+
+def _add_label_values(parser: argparse.ArgumentParser) -> None:
+    """The "output label values" group: ``--label-value`` and ``--one-label``."""
     values = parser.add_argument_group(
         "output label values",
         "Written by default: object i (the i-th --box, in the order given) as value i, "
@@ -162,6 +187,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write every object as value 1 (one binary mask; same as --label-value 1)",
     )
+
+
+def _add_display_and_runtime(parser: argparse.ArgumentParser) -> None:
+    """``--overlay``, ``--window``, ``--modality`` and the encoder's ``--backend`` and
+    ``--cache-dir``."""
     parser.add_argument(
         "--overlay",
         type=Path,
@@ -170,11 +200,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--window", help="CT window preset (default soft_tissue for CT)")
     parser.add_argument("--modality", help="override the image's modality (e.g. CT, MR)")
-    parser.add_argument(
-        "--backend", choices=("auto", "torch", "onnx"), help="image encoder runtime"
-    )
+    parser.add_argument("--backend", choices=ENCODER_BACKENDS, help="image encoder runtime")
     parser.add_argument("--cache-dir", type=Path, help="folder for the ONNX export cache")
-    add_auto_predict_options(parser)
 
 
 def _has_prompt(kw: dict[str, Any]) -> bool:

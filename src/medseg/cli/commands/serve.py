@@ -8,6 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
+from medseg.cli.arguments import ENCODER_BACKENDS
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
 
 NAME = "serve"
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` options to ``parser``, in the order ``--help`` lists them."""
     parser.add_argument(
         "data_dir",
         nargs="?",
@@ -26,16 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
-    parser.add_argument(
-        "--model", default="default",
-        help="promptable model name (default: the best one, see medseg --help models) or a "
-        "'medseg auto' model folder (= --auto-model FOLDER with the default model)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--backend", choices=("auto", "torch", "onnx"), default=None,
-        help="image-encoder runtime of the model (default: the model's own choice)",
-    )  # fmt: skip
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    _add_model(parser)
     parser.add_argument(
         "--no-auth", action="store_true",
         help="do not require the access token (refused unless --host is a loopback address)",
@@ -45,6 +38,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the sample CT is written when no DATA_DIR is given "
         "(default ~/.cache/medseg/sample_store)",
     )  # fmt: skip
+    _add_limits(parser)
+    parser.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="allow this browser origin to call the API (repeatable; default: none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--auto-model", type=Path, default=None, metavar="MODEL_DIR",
+        help="a 'medseg auto' model folder: the app's Auto button fills labels with its "
+        "automatic masks, which the prompts then correct",
+    )  # fmt: skip
+    add_auto_predict_options(parser)
+    _add_dicomweb(parser)
+    parser.add_argument("--open", action="store_true", help="open the app in a web browser")
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--backend`` and ``--threads``."""
+    parser.add_argument(
+        "--model", default="default",
+        help="promptable model name (default: the best one, see medseg --help models) or a "
+        "'medseg auto' model folder (= --auto-model FOLDER with the default model)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--backend", choices=ENCODER_BACKENDS, default=None,
+        help="image-encoder runtime of the model (default: the model's own choice)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    """The size limits: upload, decoded pixels and voxels, and the caches' memory budget."""
     parser.add_argument("--max-upload-mb", type=int, default=512, help="largest upload in MiB")
     parser.add_argument(
         "--max-pixels", type=int, default=None, metavar="N",
@@ -61,16 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory budget in MiB of all the server's caches together (decoded images, "
         "embeddings, automatic masks); least recently used entries are dropped first",
     )  # fmt: skip
-    parser.add_argument(
-        "--cors-origin", action="append", default=[], metavar="ORIGIN",
-        help="allow this browser origin to call the API (repeatable; default: none)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--auto-model", type=Path, default=None, metavar="MODEL_DIR",
-        help="a 'medseg auto' model folder: the app's Auto button fills labels with its "
-        "automatic masks, which the prompts then correct",
-    )  # fmt: skip
-    add_auto_predict_options(parser)
+
+
+def _add_dicomweb(parser: argparse.ArgumentParser) -> None:
+    """``--dicomweb`` (a DICOMweb server's series), its disk cache and ``--dicomweb-push``."""
     parser.add_argument(
         "--dicomweb", default=None, metavar="URL",
         help="also list the image series of this DICOMweb server (QIDO-RS), e.g. Orthanc's "
@@ -86,7 +104,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --dicomweb: a label saved from a MONAI Label viewer on a DICOMweb series is "
         "also stored on the server as a DICOM-SEG (STOW-RS)",
     )  # fmt: skip
-    parser.add_argument("--open", action="store_true", help="open the app in a web browser")
 
 
 def _config(args: argparse.Namespace) -> object:
