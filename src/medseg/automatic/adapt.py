@@ -252,13 +252,7 @@ def adapt_network(
     t0 = time.perf_counter()
     deadline = t0 + cfg.max_seconds if deadline is None else deadline
     device = next(net.parameters()).device
-    adapted = copy.deepcopy(net).eval()
-    adapted.requires_grad_(False)
-    params = norm_affine_parameters(adapted)
-    if not params:
-        raise InputError("the network has no normalisation layer with scale/shift to adapt")
-    for p in params:
-        p.requires_grad_(True)
+    adapted, params = _adaptable_copy(net)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     pri = None if prior is None else torch.as_tensor(prior, dtype=torch.float32, device=device)
     eval_rng = np.random.default_rng(cfg.seed + 1)
@@ -293,6 +287,18 @@ def adapt_network(
         kept=kept,
     )
     return (adapted if kept else net), report
+
+
+def _adaptable_copy(net: Any) -> tuple[Any, list[Any]]:
+    """A deep copy of ``net`` in eval mode with only its normalisation scale/shift trainable."""
+    adapted = copy.deepcopy(net).eval()
+    adapted.requires_grad_(False)
+    params = norm_affine_parameters(adapted)
+    if not params:
+        raise InputError("the network has no normalisation layer with scale/shift to adapt")
+    for p in params:
+        p.requires_grad_(True)
+    return adapted, params
 
 
 def _value(v: Any) -> float:

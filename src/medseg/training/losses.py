@@ -16,12 +16,19 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["marginal_dice_ce", "marginal_deep_supervision", "marginal_dice", "marginal_log_p"]
+__all__ = [
+    "DICE_SMOOTH",
+    "marginal_dice_ce",
+    "marginal_deep_supervision",
+    "marginal_dice",
+    "marginal_log_p",
+    "merged_mask",
+]
 
-_SMOOTH = 1e-5  # MONAI DiceLoss's smooth_nr and smooth_dr
+DICE_SMOOTH = 1e-5  # MONAI DiceLoss's smooth_nr and smooth_dr
 
 
-def _merged_mask(annotated: torch.Tensor, num_classes: int) -> torch.Tensor:
+def merged_mask(annotated: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(B, K)`` bool: True for the classes merged into the background channel."""
     if annotated.ndim != 2 or annotated.shape[1] != num_classes:
         raise ValueError(
@@ -39,7 +46,7 @@ def marginal_log_p(
     class, or for a target in the merged set (background or a class the sample does not
     annotate) the log of the summed probability of that set. Arguments as
     :func:`marginal_dice_ce`."""
-    merged = _merged_mask(annotated.to(logits.device), logits.shape[1])
+    merged = merged_mask(annotated.to(logits.device), logits.shape[1])
     merged_b = merged.view(*merged.shape, *([1] * (logits.ndim - 2)))
     t = target[:, 0].long()
     log_p = F.log_softmax(logits, dim=1)
@@ -54,7 +61,7 @@ def marginal_dice(
 ) -> torch.Tensor:
     """The Dice term of :func:`marginal_dice_ce` (scalar tensor; same arguments)."""
     k = logits.shape[1]
-    merged = _merged_mask(annotated.to(logits.device), k)
+    merged = merged_mask(annotated.to(logits.device), k)
     merged_b = merged.view(*merged.shape, *([1] * (logits.ndim - 2)))
     t = target[:, 0].long()
     probs = torch.softmax(logits, dim=1)
@@ -63,7 +70,7 @@ def marginal_dice(
     axes = [0, *range(2, logits.ndim)]
     inter = torch.sum(onehot * probs * weight, dim=axes)[1:]
     denom = (torch.sum(onehot * weight, dim=axes) + torch.sum(probs * weight, dim=axes))[1:]
-    f = 1.0 - (2.0 * inter + _SMOOTH) / (denom + _SMOOTH)
+    f = 1.0 - (2.0 * inter + DICE_SMOOTH) / (denom + DICE_SMOOTH)
     present = (~merged[:, 1:]).any(dim=0)
     return torch.mean(f[present]) if bool(present.any()) else logits.sum() * 0.0
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from medseg.training.losses import _SMOOTH, _merged_mask, marginal_log_p
+from medseg.training.losses import DICE_SMOOTH, marginal_log_p, merged_mask
 
 __all__ = ["band_dice_ce", "boundary_band", "decode_skipped", "encode_skipped"]
 
@@ -86,7 +86,7 @@ def band_dice_ce(
     w = kept.to(logits.dtype)  # (B, 1, *spatial)
     log_p = marginal_log_p(logits, t, annotated)
     ce = -(log_p * w[:, 0]).sum() / w.sum().clamp_min(1.0)
-    merged = _merged_mask(annotated.to(logits.device), k)
+    merged = merged_mask(annotated.to(logits.device), k)
     merged_b = merged.view(*merged.shape, *([1] * (logits.ndim - 2)))
     probs = torch.softmax(logits, dim=1)
     onehot = F.one_hot(t[:, 0].long(), k).movedim(-1, 1).to(probs.dtype)
@@ -94,7 +94,7 @@ def band_dice_ce(
     axes = [0, *range(2, logits.ndim)]
     inter = torch.sum(onehot * probs * weight, dim=axes)[1:]
     denom = (torch.sum(onehot * weight, dim=axes) + torch.sum(probs * weight, dim=axes))[1:]
-    f = 1.0 - (2.0 * inter + _SMOOTH) / (denom + _SMOOTH)
+    f = 1.0 - (2.0 * inter + DICE_SMOOTH) / (denom + DICE_SMOOTH)
     present = (~merged[:, 1:]).any(dim=0)
     dice = torch.mean(f[present]) if bool(present.any()) else logits.sum() * 0.0
     return dice + ce
