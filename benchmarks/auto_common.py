@@ -68,3 +68,22 @@ def write_results(results: dict, out: Path, copy: Path | None = None) -> None:
     if copy is not None:
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text(text)
+
+
+def fresh_model_dir(work: Path, plan_dir: Path, names: Sequence[str]) -> Path:
+    """Empty ``work`` and return ``work/model`` holding copies of ``plan_dir``'s ``names``
+    (e.g. ``plans.json``), so every arm trains from the same plan."""
+    shutil.rmtree(work, ignore_errors=True)
+    model = work / "model"
+    model.mkdir(parents=True)
+    for name in names:
+        shutil.copy(plan_dir / name, model / name)
+    return model
+
+
+def predict_test(model: Path, data: Path, work: Path) -> Path:
+    """``medseg auto predict`` of ``data/imagesTs`` into ``work/pred_test`` (one thread)."""
+    pred = work / "pred_test"
+    run([*MEDSEG, "auto", "predict", str(model), str(data / "imagesTs"), str(pred),
+         "--threads", "1"], work / "predict.log")  # fmt: skip
+    return pred

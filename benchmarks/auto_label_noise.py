@@ -37,7 +37,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from auto_common import MEDSEG, convert_with_test, run, write_results
+from auto_common import (
+    MEDSEG,
+    convert_with_test,
+    fresh_model_dir,
+    predict_test,
+    run,
+    write_results,
+)
 
 SRC = "isbi2012_em"
 TRAIN = [f"train_{i:02d}" for i in range(0, 18)]
@@ -143,11 +150,7 @@ def run_mode(mode: str, data: Path, plan_dir: Path, work: Path, iterations: int)
     done = work / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
-    shutil.rmtree(work, ignore_errors=True)
-    model = work / "model"
-    model.mkdir(parents=True)
-    for name in ("plans.json", "fingerprint.json", "dataset.json"):
-        shutil.copy(plan_dir / name, model / name)
+    model = fresh_model_dir(work, plan_dir, ("plans.json", "fingerprint.json", "dataset.json"))
     (model / "splits.json").write_text(json.dumps([{"train": TRAIN, "val": VAL}]) + "\n")
     extra = MODES[mode][0]
     train_s = run([*MEDSEG, "auto", "run", str(data), "--out", str(model), "--iterations",
@@ -155,9 +158,7 @@ def run_mode(mode: str, data: Path, plan_dir: Path, work: Path, iterations: int)
                   work / "run.log")  # fmt: skip
     report = json.loads((model / "report" / "report.json").read_text())
     val = {r["case"]: round(float(r["dice"]), 4) for r in report["cases"] if r["label"] == 1}
-    pred = work / "pred_test"
-    run([*MEDSEG, "auto", "predict", str(model), str(data / "imagesTs"), str(pred),
-         "--threads", "1"], work / "predict.log")  # fmt: skip
+    pred = predict_test(model, data, work)
     result = {
         "mode": mode,
         "options": extra,

@@ -39,7 +39,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from auto_common import MEDSEG, convert_with_test, run, write_results
+from auto_common import (
+    MEDSEG,
+    convert_with_test,
+    fresh_model_dir,
+    predict_test,
+    run,
+    write_results,
+)
 
 SRC = "jsrt_scr_cxr"
 TEST = ["JPCLN120", "JPCLN150", "JPCNN060", "JPCNN070"]
@@ -144,19 +151,13 @@ def run_arm(arm: str, data: Path, plan_dir: Path, work: Path, iterations: int) -
     done = work / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
-    shutil.rmtree(work, ignore_errors=True)
-    model = work / "model"
-    model.mkdir(parents=True)
-    for name in ("plans.json", "fingerprint.json"):
-        shutil.copy(plan_dir / name, model / name)
+    model = fresh_model_dir(work, plan_dir, ("plans.json", "fingerprint.json"))
     shutil.copy(data / "dataset.json", model / "dataset.json")
     train_s = run([*MEDSEG, "auto", "run", str(data), "--out", str(model), "--iterations",
                    str(iterations), "--fold", "all", "--max-val-cases", "1", "--threads", "1"],
                   work / "run.log")  # fmt: skip
     report = json.loads((model / "report" / "report.json").read_text())
-    pred = work / "pred_test"
-    run([*MEDSEG, "auto", "predict", str(model), str(data / "imagesTs"), str(pred),
-         "--threads", "1"], work / "predict.log")  # fmt: skip
+    pred = predict_test(model, data, work)
     meta = json.loads((data / "dataset.json").read_text())
     names = {int(v): k for k, v in meta["labels"].items() if int(v) != 0}
     result = {

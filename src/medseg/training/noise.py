@@ -182,9 +182,19 @@ class NoiseRobustLoss:
         if self.method == "band":
             return self._band(outputs, target, annotated, progress)
         if progress >= self.cfg.start:
-            target, n = correct_targets(outputs, target, annotated, self.cfg.threshold)
-            self.corrected_fraction = n / max(target.numel(), 1)
+            target = self._corrected(outputs, target, annotated)
         return marginal_deep_supervision(outputs, target, annotated)
+
+    def _corrected(
+        self,
+        outputs: torch.Tensor | Sequence[torch.Tensor],
+        target: torch.Tensor,
+        annotated: torch.Tensor,
+    ) -> torch.Tensor:
+        """``target`` after online label correction; records the corrected fraction."""
+        target, n = correct_targets(outputs, target, annotated, self.cfg.threshold)
+        self.corrected_fraction = n / max(target.numel(), 1)
+        return target
 
     def _band(
         self,
@@ -198,8 +208,7 @@ class NoiseRobustLoss:
         cfg = self.cfg
         skipped = boundary_band(target, cfg.band_fg, cfg.band_bg)
         if cfg.band_correct and progress >= cfg.start:
-            target, n = correct_targets(outputs, target, annotated, cfg.threshold)
-            self.corrected_fraction = n / max(target.numel(), 1)
+            target = self._corrected(outputs, target, annotated)
         k = (outputs if isinstance(outputs, torch.Tensor) else outputs[0]).shape[1]
         encoded = encode_skipped(target, skipped, k)
         return marginal_deep_supervision(outputs, encoded, annotated, band_dice_ce)
