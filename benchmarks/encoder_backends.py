@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_info import run_metadata
 
 import medseg
 from medseg.bench.data import (
@@ -332,13 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     res = summarize(lat, rows, rows3d, backends)
     res.update(
         {
-            "medseg_version": medseg.__version__,
-            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "machine": {
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-                "load_average_1_5_15": os.getloadavg(),
-            },
+            **run_metadata(args),
             "wall_s": time.perf_counter() - start,
             "targets": rows,
             "targets_3d": rows3d,

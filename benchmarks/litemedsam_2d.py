@@ -19,9 +19,8 @@ import argparse
 import functools
 import json
 import logging
-import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-import medseg
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_info import run_metadata
+
 import medseg.io as mio
 from medseg.inference.predictor import Predictor
 from medseg.metrics import dice
@@ -182,13 +183,7 @@ def summarize(per_ds: dict, enc: dict, dec: list[tuple], args) -> dict[str, Any]
     lat["encoder_runs_each"], lat["decoder_runs"] = len(enc["torch"]), len(dec)
     return {
         "model": "litemedsam",
-        "medseg_version": medseg.__version__,
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_average_1_5_15": os.getloadavg(),
-        },
+        **run_metadata(args),
         "datasets": per_ds,
         "overall": {
             "targets": len(overall["box"]),

@@ -103,28 +103,28 @@ def _initial_patch(spacing: np.ndarray, median_shape: np.ndarray) -> np.ndarray:
     return np.minimum(patch, median_shape).astype(int)
 
 
+def _network(spacing: np.ndarray, patch: tuple[int, ...], base: int, ctx: dict) -> dict[str, Any]:
+    """Kernels, strides, padded patch, widths and cost (``flops``, ``mem``) of one patch."""
+    kernels, strides, padded = pool_and_conv(tuple(spacing), patch, _MAX_STAGES[len(spacing)])
+    filters = _filters(len(strides), base, len(spacing))
+    flops, mem = estimate_cost(padded, kernels, strides, filters, *ctx["channels"])
+    return dict(
+        patch=padded, kernels=kernels, strides=strides, filters=filters, flops=flops, mem=mem
+    )
+
+
 def _fit_patch(
     spacing: np.ndarray, median: np.ndarray, base: int, floor: int, ctx: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Shrink the patch (nnU-Net: the axis largest relative to the data first) until two
     samples per iteration fit the FLOP and memory allowances; None if the floor is hit."""
-    dims = len(spacing)
     patch = _initial_patch(spacing, median)
     lower = np.minimum(median, floor).astype(int)
     while True:
-        kernels, strides, padded = pool_and_conv(tuple(spacing), tuple(patch), _MAX_STAGES[dims])
-        filters = _filters(len(strides), base, dims)
-        flops, mem = estimate_cost(padded, kernels, strides, filters, *ctx["channels"])
-        if 2 * flops <= ctx["allowed_flops"] and 2 * mem <= ctx["memory"]:
-            return dict(
-                patch=padded,
-                kernels=kernels,
-                strides=strides,
-                filters=filters,
-                flops=flops,
-                mem=mem,
-            )
-        step = np.prod(np.array(strides), axis=0)
+        net = _network(spacing, tuple(patch), base, ctx)
+        if 2 * net["flops"] <= ctx["allowed_flops"] and 2 * net["mem"] <= ctx["memory"]:
+            return net
+        step = np.prod(np.array(net["strides"]), axis=0)
         ratio = np.where(patch - step >= lower, patch / median, -np.inf)
         if not np.isfinite(ratio).any():
             return None
@@ -150,17 +150,5 @@ def choose_network(spacing: np.ndarray, median: np.ndarray, ctx: dict[str, Any])
         return {**found, "base": FILTER_LADDER[-1], "fits": True, "context": False}
     # Nothing fits: smallest network at the absolute floor; fewer iterations than wanted.
     patch = tuple(int(v) for v in np.minimum(median, _ABSOLUTE_FLOOR[dims]))
-    kernels, strides, padded = pool_and_conv(tuple(spacing), patch, _MAX_STAGES[dims])
-    filters = _filters(len(strides), FILTER_LADDER[-1], dims)
-    flops, mem = estimate_cost(padded, kernels, strides, filters, *ctx["channels"])
-    return dict(
-        patch=padded,
-        kernels=kernels,
-        strides=strides,
-        filters=filters,
-        flops=flops,
-        mem=mem,
-        base=FILTER_LADDER[-1],
-        fits=False,
-        context=False,
-    )
+    net = _network(spacing, patch, FILTER_LADDER[-1], ctx)
+    return {**net, "base": FILTER_LADDER[-1], "fits": False, "context": False}

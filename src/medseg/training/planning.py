@@ -5,13 +5,8 @@ instead of a GPU memory budget, the patch size, batch size and network width are
 that a measured compute rate allows ``min_iterations`` training iterations within the time
 budget (and activations fit the memory budget).
 
-Axis conventions: ``Plan.transpose`` reorders the spatial axes of an array in medseg order
-(2D ``(H, W)``, 3D ``(Z, Y, X)``) so that the lowest-resolution axis comes first; every
-spatial field of the plan (``target_spacing``, ``patch_size``, kernels, strides,
-``median_shape``) is given in that transposed order. In the ``2d`` configuration of a 3D
-dataset the network sees slices along the first (transposed) axis; ``patch_size``,
-``kernel_sizes`` and ``strides`` then have two entries and ``target_spacing[0]`` is None
-(each case keeps its own slice spacing).
+Axis conventions (the transposed order of every spatial field) are those of
+:mod:`medseg.automatic.plan`.
 """
 
 from __future__ import annotations
