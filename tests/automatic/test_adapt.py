@@ -211,7 +211,9 @@ def test_load_class_prior_clips_and_falls_back(
 
 def test_balance_term_lowers_the_class_kl() -> None:
     prior = np.array([0.5, 0.5])
-    cfg = AdaptConfig(steps=30, lr=0.05, balance=10.0)
+    cfg = AdaptConfig(
+        steps=30, lr=0.05, balance=10.0, consistency=0.0, reject_worse=False, min_agreement=0.0
+    )
     _, plain = adapt_network(_tiny_net(), _image_data(), (16, 16), cfg)
     _, report = adapt_network(_tiny_net(), _image_data(), (16, 16), cfg, prior=prior)
     assert np.isnan(plain.balance_before) and plain.objective_after == plain.entropy_after
@@ -262,3 +264,38 @@ def test_adapted_model_with_prior_bounded_and_disk_unchanged(tmp_path: Path) -> 
     assert old.objective() == "prediction entropy only (no class frequencies recorded)"
     old.predict(image)
     assert np.isnan(old.reports[0][0].balance_after) and "class KL" not in old.summary()
+
+
+def test_cli_adapt_options_map_to_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from medseg.cli.auto_adapt_options import adapt_config
+
+    ns = argparse.Namespace(
+        adapt_steps=None, adapt_time=30.0, adapt_lr=None, adapt_balance=None,
+        adapt_consistency=None, adapt_agreement=None,
+    )  # fmt: skip
+    assert adapt_config(ns) == AdaptConfig(max_seconds=30.0)  # the library defaults
+    ns = argparse.Namespace(
+        adapt_steps=3, adapt_time=30.0, adapt_lr=0.5, adapt_balance=0.0,
+        adapt_consistency=0.0, adapt_agreement=0.0,
+    )  # fmt: skip
+    old = AdaptConfig(steps=3, max_seconds=30.0, lr=0.5, balance=0.0, consistency=0.0,
+                      min_agreement=0.0, reject_worse=False)  # fmt: skip
+    assert adapt_config(ns) == old
+    model_dir = _write_model(tmp_path / "model")
+    digest = _sha(model_dir / "fold_0" / "checkpoint_final.pt")
+    image = (_image_data()[0] * 40 + 100).clip(0, 255).astype(np.uint8)
+    save(Image(image), tmp_path / "in" / "a_0000.png")
+    save(Image(image[::-1].copy()), tmp_path / "in" / "b_0000.png")
+    argv = ["auto", "predict", str(model_dir), str(tmp_path / "in"), str(tmp_path / "out"),
+            "--adapt", "--adapt-steps", "2", "--adapt-agreement", "1", "--adapt-consistency", "1",
+            "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "of 2 adaptation(s) rejected (objective not lower or label agreement with the " in text
+    assert "trained model < 1), mirror-consistency weight 1" in text and "4 step(s)" in text
+    assert _sha(model_dir / "fold_0" / "checkpoint_final.pt") == digest
+    assert main([*argv, "--adapt-agreement", "2"]) == 2  # refused: agreement must be in [0, 1]

@@ -32,27 +32,37 @@ image samples patches from single slices along the first axis.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medseg.automatic.adapt_terms import (
+    MIN_PRIOR,
+    class_balance,
+    flip_consistency,
+    load_class_prior,
+    mask_agreement,
+    prediction_entropy,
+    sample_patches,
+)
 from medseg.automatic.model import AutoModel
 from medseg.errors import InputError
 from medseg.io.image import Image, LabelMap
 
 __all__ = [
+    "MIN_PRIOR",
     "AdaptConfig",
     "AdaptReport",
     "AdaptedModel",
     "adapt_network",
     "class_balance",
+    "flip_consistency",
     "load_class_prior",
+    "mask_agreement",
     "norm_affine_parameters",
     "prediction_entropy",
     "sample_patches",
@@ -70,7 +80,11 @@ class AdaptConfig:
     patches per step; ``seed``: patch sampling seed (the same for every image);
     ``balance``: weight of the class-balance term (0 = entropy only, plain TENT);
     ``reject_worse``: keep the trained networks for an image whose objective on the fixed
-    evaluation patches did not fall.
+    evaluation patches did not fall; ``consistency``: weight of the mirror-consistency term
+    (:func:`flip_consistency`, 0 = none); ``min_agreement``: keep the trained networks for an
+    image whose adapted argmax on the fixed evaluation patches agrees with the trained one
+    by less than this mean foreground Dice (:func:`mask_agreement`, 0 = no check);
+    ``eval_patches``: number of fixed evaluation patches.
     """
 
     steps: int = 10
@@ -80,6 +94,9 @@ class AdaptConfig:
     seed: int = 0
     balance: float = 1.0
     reject_worse: bool = False
+    consistency: float = 0.0
+    min_agreement: float = 0.0
+    eval_patches: int = 4
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -92,14 +109,22 @@ class AdaptConfig:
             raise InputError(f"adaptation batch size must be >= 1, got {self.batch_size}")
         if not self.balance >= 0:
             raise InputError(f"adaptation class-balance weight must be >= 0, got {self.balance}")
+        if not self.consistency >= 0:
+            raise InputError(f"adaptation consistency weight must be >= 0, got {self.consistency}")
+        if not 0 <= self.min_agreement <= 1:
+            raise InputError(f"adaptation agreement must be in [0, 1], got {self.min_agreement}")
+        if self.eval_patches < 1:
+            raise InputError(f"adaptation evaluation patches must be >= 1, got {self.eval_patches}")
 
 
 @dataclass(frozen=True)
 class AdaptReport:
     """What one adaptation did: steps taken, seconds, parameters, entropy before/after
     (mean per-voxel entropy in nats on the fixed evaluation patches), the class-balance
-    KL before/after (``nan`` without a prior), the objective (entropy + weight * KL) and
-    whether the adapted copy was kept (``False``: rejected by ``reject_worse``)."""
+    KL before/after (``nan`` without a prior), the objective (entropy + weight * KL
+    + weight * consistency), the agreement of the adapted with the trained argmax
+    (:func:`mask_agreement`) and whether the adapted copy was kept (``False``: rejected by
+    ``reject_worse`` or ``min_agreement``, reason in ``rejected``)."""
 
     steps: int
     seconds: float
@@ -112,6 +137,8 @@ class AdaptReport:
     objective_before: float = float("nan")
     objective_after: float = float("nan")
     kept: bool = True
+    agreement: float = float("nan")
+    rejected: str = ""
 
     def line(self) -> str:
         kl = (
@@ -122,7 +149,9 @@ class AdaptReport:
         return (
             f"{self.steps} step(s) in {self.seconds:.1f} s on {self.parameters} normalisation "
             f"scale/shift values ({self.tensors} tensors), entropy {self.entropy_before:.4f} "
-            f"-> {self.entropy_after:.4f}{kl}{'' if self.kept else ' (rejected: not lower)'}"
+            f"-> {self.entropy_after:.4f}{kl}"
+            f", agreement {self.agreement:.4f}"
+            f"{'' if self.kept else f' (rejected: {self.rejected})'}"
         )
 
 
@@ -139,93 +168,46 @@ def norm_affine_parameters(net: Any) -> list[Any]:
     return params
 
 
-def prediction_entropy(logits: Any) -> Any:
-    """Mean over batch and voxels of the softmax entropy of ``(B, K, *patch)`` logits."""
-    import torch
-
-    logp = torch.log_softmax(logits, dim=1)
-    return -(logp.exp() * logp).sum(dim=1).mean()
-
-
-def class_balance(logits: Any, prior: Any) -> Any:
-    """``KL(q || prior)`` in nats, ``q`` = the ``(K,)`` mean softmax of ``(B, K, *patch)``
-    logits over batch and voxels; ``prior``: ``(K,)`` tensor of positive class frequencies
-    summing to 1."""
-    import torch
-
-    k = logits.shape[1]
-    q = torch.softmax(logits, dim=1).transpose(0, 1).reshape(k, -1).mean(dim=1)
-    return (q * (torch.log(q.clamp_min(1e-12)) - torch.log(prior))).sum()
-
-
-#: Smallest prior class frequency used (a class absent from the fingerprint would make the
-#: KL infinite).
-MIN_PRIOR = 1e-4
-
-
-def load_class_prior(model_dir: str | Path, label_values: Sequence[int]) -> np.ndarray | None:
-    """The ``(K,)`` training class frequencies of ``model_dir/fingerprint.json`` in the order
-    of ``label_values`` (clipped below at :data:`MIN_PRIOR`, renormalised), or ``None``
-    (logged) when the file, its ``class_frequencies`` or one of the labels is missing."""
-    path = Path(model_dir) / "fingerprint.json"
-    try:
-        freq = json.loads(path.read_text())["class_frequencies"]
-        prior = np.array([float(freq[str(v)]) for v in label_values], dtype=np.float64)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        log.warning(
-            "--adapt: no training class frequencies in %s (%s: %s); adapting with the "
-            "entropy alone",
-            path,
-            type(err).__name__,
-            err,
-        )
-        return None
-    prior = np.maximum(prior, MIN_PRIOR)
-    return prior / prior.sum()
-
-
-def sample_patches(
-    data: np.ndarray, patch_size: Sequence[int], n: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``n`` random patches ``(n, C, *patch_size)`` of a ``(C, *sp)`` array.
-
-    Axes shorter than the patch are zero-padded at the end (as the sliding window pads);
-    with a 2D patch on 3D data each patch comes from one random slice of the first axis.
-    """
-    if data.ndim - 1 == len(patch_size) + 1:
-        slices = rng.integers(0, data.shape[1], n)
-        return np.concatenate(
-            [sample_patches(data[:, z], patch_size, 1, rng) for z in slices], axis=0
-        )
-    if data.ndim - 1 != len(patch_size):
-        raise InputError(f"patch {tuple(patch_size)} does not fit data of shape {data.shape}")
-    pad = [(0, 0)] + [(0, max(0, p - s)) for p, s in zip(patch_size, data.shape[1:], strict=True)]
-    data = np.pad(data, pad) if any(b for _, b in pad) else data
-    out = np.empty((n, data.shape[0], *patch_size), dtype=np.float32)
-    for i in range(n):
-        starts = [
-            int(rng.integers(0, s - p + 1)) for s, p in zip(data.shape[1:], patch_size, strict=True)
-        ]
-        window = (slice(a, a + p) for a, p in zip(starts, patch_size, strict=True))
-        out[i] = data[(slice(None), *window)]
-    return out
-
-
 def _batches(data: np.ndarray, patch: Sequence[int], cfg: AdaptConfig) -> Iterator[np.ndarray]:
     rng = np.random.default_rng(cfg.seed)
     while True:
         yield sample_patches(data, patch, cfg.batch_size, rng)
 
 
-def _objective(net: Any, x: Any, prior: Any, weight: float) -> tuple[Any, Any, Any]:
-    """(objective, entropy, KL) of ``net`` on the batch ``x``; KL is ``None`` without a
-    prior or with weight 0."""
+def _objective(net: Any, x: Any, prior: Any, cfg: AdaptConfig) -> tuple[Any, Any, Any, Any]:
+    """(objective, entropy, KL, logits) of ``net`` on the batch ``x``; KL is ``None``
+    without a prior or with weight 0."""
     logits = net(x)
     entropy = prediction_entropy(logits)
-    if prior is None or weight == 0:
-        return entropy, entropy, None
+    loss = entropy
+    if cfg.consistency > 0:
+        loss = loss + cfg.consistency * flip_consistency(net, x, logits)
+    if prior is None or cfg.balance == 0:
+        return loss, entropy, None, logits
     kl = class_balance(logits, prior)
-    return entropy + weight * kl, entropy, kl
+    return loss + cfg.balance * kl, entropy, kl, logits
+
+
+def _evaluate(
+    net: Any, fixed: Any, prior: Any, cfg: AdaptConfig
+) -> tuple[list[float], np.ndarray, int]:
+    """([objective, entropy, KL], argmax ``(B, *patch)``, class count K) on the fixed
+    patches."""
+    import torch
+
+    with torch.no_grad():
+        *values, logits = _objective(net, fixed, prior, cfg)
+    return [_value(v) for v in values], logits.argmax(dim=1).cpu().numpy(), logits.shape[1]
+
+
+def _rejection(cfg: AdaptConfig, steps: int, before: float, after: float, agree: float) -> str:
+    """Why the adapted copy is dropped (``""``: kept): the objective on the fixed patches
+    did not fall (``reject_worse``) or the agreement is below ``min_agreement``."""
+    if steps and cfg.reject_worse and not after < before:
+        return "objective not lower"
+    if steps and agree < cfg.min_agreement:
+        return f"agreement {agree:.4f} < {cfg.min_agreement:g}"
+    return ""
 
 
 def adapt_network(
@@ -239,13 +221,14 @@ def adapt_network(
 ) -> tuple[Any, AdaptReport]:
     """A copy of ``net`` whose normalisation affine parameters minimise the prediction
     entropy (+ ``cfg.balance`` * :func:`class_balance` against ``prior``, ``(K,)`` class
-    frequencies, when given) on patches of ``data`` (``(C, *sp)``, preprocessed); ``net``
-    is unchanged.
+    frequencies, when given, + ``cfg.consistency`` * :func:`flip_consistency`) on patches
+    of ``data`` (``(C, *sp)``, preprocessed); ``net`` is unchanged.
 
     Stops after ``cfg.steps`` steps or at ``deadline`` (``time.perf_counter()`` value;
-    default ``cfg.max_seconds`` from now). The copy is returned in eval mode; with
-    ``cfg.reject_worse`` and an objective on the fixed evaluation patches that did not
-    fall, ``net`` itself is returned (``report.kept`` False).
+    default ``cfg.max_seconds`` from now). The copy is returned in eval mode; when
+    ``cfg.reject_worse`` or ``cfg.min_agreement`` rejects it (:func:`_rejection`, on the
+    ``cfg.eval_patches`` fixed evaluation patches), ``net`` itself is returned
+    (``report.kept`` False).
     """
     import torch
 
@@ -255,24 +238,22 @@ def adapt_network(
     adapted, params = _adaptable_copy(net)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     pri = None if prior is None else torch.as_tensor(prior, dtype=torch.float32, device=device)
-    eval_rng = np.random.default_rng(cfg.seed + 1)
-    fixed = torch.from_numpy(sample_patches(data, patch_size, cfg.batch_size, eval_rng))
-    fixed = fixed.to(device)
-    with torch.no_grad():
-        before = [_value(v) for v in _objective(adapted, fixed, pri, cfg.balance)]
+    fixed = _fixed_patches(data, patch_size, cfg, device)
+    before, labels_before, k = _evaluate(adapted, fixed, pri, cfg)
     steps = 0
     for batch in _batches(data, patch_size, cfg):
         if steps >= cfg.steps or time.perf_counter() >= deadline:
             break
-        loss = _objective(adapted, torch.from_numpy(batch).to(device), pri, cfg.balance)[0]
+        loss = _objective(adapted, torch.from_numpy(batch).to(device), pri, cfg)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         steps += 1
     adapted.requires_grad_(False)
-    with torch.no_grad():
-        after = [_value(v) for v in _objective(adapted, fixed, pri, cfg.balance)]
-    kept = not (cfg.reject_worse and steps and after[0] >= before[0])
+    after, labels_after, _ = _evaluate(adapted, fixed, pri, cfg)
+    agreement = mask_agreement(labels_before, labels_after, k)
+    rejected = _rejection(cfg, steps, before[0], after[0], agreement)
+    kept = not rejected
     report = AdaptReport(
         steps=steps,
         seconds=time.perf_counter() - t0,
@@ -285,8 +266,18 @@ def adapt_network(
         objective_before=before[0],
         objective_after=after[0],
         kept=kept,
+        agreement=agreement,
+        rejected=rejected,
     )
     return (adapted if kept else net), report
+
+
+def _fixed_patches(data: np.ndarray, patch_size: Sequence[int], cfg: AdaptConfig, device: Any):
+    """The ``cfg.eval_patches`` evaluation patches (seed ``cfg.seed + 1``) as a tensor."""
+    import torch
+
+    rng = np.random.default_rng(cfg.seed + 1)
+    return torch.from_numpy(sample_patches(data, patch_size, cfg.eval_patches, rng)).to(device)
 
 
 def _adaptable_copy(net: Any) -> tuple[Any, list[Any]]:
@@ -376,9 +367,14 @@ class AdaptedModel:
             kl_a = np.mean([r.balance_after for r in flat])
             kl = f", class KL {kl_b:.4f} -> {kl_a:.4f}"
         rejected = sum(not r.kept for r in flat)
-        guard = f", {rejected} adaptation(s) rejected (objective not lower)" * (
-            self.cfg.reject_worse
-        )
+        guard = ""
+        if self.cfg.reject_worse or self.cfg.min_agreement > 0:
+            guard = (
+                f", {rejected} of {len(flat)} adaptation(s) rejected (objective not lower"
+                f" or label agreement with the trained model < {self.cfg.min_agreement:g})"
+            )
+        if self.cfg.consistency > 0:
+            guard += f", mirror-consistency weight {self.cfg.consistency:g}"
         return (
             f"--adapt (TENT): normalisation scale/shift of {len(self.model.networks)} fold "
             f"network(s) ({flat[0].parameters} values each) adapted per image and reset "

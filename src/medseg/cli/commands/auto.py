@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medseg.cli.arguments import parse_duration
+from medseg.cli.auto_adapt_options import adapt_config, add_adapt_options
 from medseg.cli.auto_init import add_init_options, init_options
 from medseg.cli.auto_options import add_auto_predict_options, auto_predict_options
 from medseg.cli.auto_train_options import add_label_efficiency_options, fuse_raters, rater_options
@@ -144,24 +145,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="with a DICOMweb input: store the DICOM-SEG on that server (STOW-RS)",
     )  # fmt: skip
     add_auto_predict_options(p)
-    p.add_argument(
-        "--adapt", action="store_true",
-        help="test-time adaptation (TENT): per image, minimise the prediction entropy over "
-        "the normalisation layers' scale/shift of a copy of the model (weights on disk unchanged)",
-    )  # fmt: skip
-    p.add_argument(
-        "--adapt-steps", type=int, default=10, metavar="N",
-        help="with --adapt: optimiser steps per fold and image (default 10)",
-    )  # fmt: skip
-    p.add_argument(
-        "--adapt-time", type=parse_duration, default=60.0, metavar="DURATION",
-        help="with --adapt: time bound per image, e.g. 30s (default 60s)",
-    )  # fmt: skip
-    p.add_argument(
-        "--adapt-balance", type=float, default=None, metavar="W",
-        help="with --adapt: weight of the class-balance term, KL(mean prediction || training "
-        "class frequencies from MODEL/fingerprint.json); 0 = entropy only (default 1)",
-    )  # fmt: skip
+    add_adapt_options(p)
     p.add_argument(
         "--num-parts", type=int, default=1, metavar="N",
         help="split the sorted cases into N parts, e.g. one per process (default 1)",
@@ -323,12 +307,9 @@ def _predict(args: argparse.Namespace) -> int:
     cfg = PredictConfig(**auto_predict_options(args))
     model = AutoModel(args.model, cfg)
     if args.adapt:
-        from medseg.automatic.adapt import AdaptConfig, AdaptedModel
+        from medseg.automatic.adapt import AdaptedModel
 
-        bal = {} if args.adapt_balance is None else {"balance": args.adapt_balance}
-        model = AdaptedModel(
-            model, AdaptConfig(steps=args.adapt_steps, max_seconds=args.adapt_time, **bal)
-        )
+        model = AdaptedModel(model, adapt_config(args))
     if is_remote(args.input):  # WADO-RS in, DICOM-SEG out (and STOW-RS with --push)
         seg, pushed = segment_remote(args.input, args.out, model.predict, push=args.push)
         written = [seg]
