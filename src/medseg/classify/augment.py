@@ -4,6 +4,11 @@ Geometric: random flips and a small random affine (rotation, scale, shift) on th
 ``(B, C, H, W)`` / ``(B, C, Z, Y, X)`` (torch). Photometric: with probability ``corrupt_p`` a
 sample gets one MedMNIST-C corruption (random family, severity 1..5), so the network sees the
 shifts it is tested against.
+
+:func:`corrupted_copy` is the feature head's counterpart (``tinyvit``, whose encoder is
+frozen): one corrupted copy of the training images, each image under one corruption of the
+data set's official MedMNIST-C set (generic set for other data), Gaussian noise with
+probability ``noise_p`` else a family drawn uniformly, at a random severity 1..5.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from medseg.classify.corrupt import CORRUPTIONS, SEVERITIES, corrupt
+from medseg.classify.corrupt import CORRUPTIONS, SEVERITIES, corrupt, corruption_names
+from medseg.errors import InputError
 
-__all__ = ["AugmentConfig", "augment_batch"]
+__all__ = ["AugmentConfig", "augment_batch", "corrupted_copy", "NOISE_FAMILY"]
+
+NOISE_FAMILY = "gaussian_noise"  # in the generic and in every official 2D set
 
 
 @dataclass(frozen=True)
@@ -79,3 +87,35 @@ def augment_batch(x: Any, cfg: AugmentConfig, rng: np.random.Generator) -> Any:
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return x.clamp(0.0, 1.0)
+
+
+def corrupted_copy(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    dataset: str | None = None,
+    noise_p: float = 0.5,
+) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """One corrupted copy of ``images`` ``(N, C, *spatial)`` in ``[0, 1]`` (numpy).
+
+    Image ``i`` gets :data:`NOISE_FAMILY` with probability ``noise_p``, else a family drawn
+    uniformly from ``corruption_names(dataset)``, at a severity drawn uniformly from 1..5;
+    draws are made image by image from ``rng`` (family choice, severity, then the
+    corruption's own draws), so a seeded generator gives the same copy every time.
+
+    Returns:
+        ``(copy, applied)``: float32 ``(N, C, *spatial)`` and ``(family, severity)`` per image.
+    """
+    if not 0.0 <= noise_p <= 1.0:
+        raise InputError(f"noise_p must be in [0, 1], got {noise_p}")
+    names = corruption_names(dataset)
+    if NOISE_FAMILY not in names:
+        raise InputError(f"{dataset!r} has no {NOISE_FAMILY} corruption")
+    out = np.empty(np.shape(images), np.float32)
+    applied = []
+    for i, img in enumerate(images):
+        noisy = rng.random() < noise_p
+        name = NOISE_FAMILY if noisy else names[int(rng.integers(len(names)))]
+        severity = int(rng.choice(SEVERITIES))
+        out[i] = corrupt(img, name, severity, rng, dataset)
+        applied.append((name, severity))
+    return out, applied

@@ -26,6 +26,7 @@ from medseg.errors import InputError, ModelError
 __all__ = [
     "ENSEMBLE",
     "MEMBERS_DIR",
+    "MEMBER_PRESETS",
     "EnsembleClassifier",
     "mean_proba",
     "is_ensemble_folder",
@@ -39,6 +40,17 @@ log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"
 MEMBERS_DIR = "members"
 BASELINE = "baseline"  # member name of the MedMNIST ResNet-18 recipe
+#: tinyvit member presets: name -> TrainOptions fields (``benchmarks/classify_ensemble.py``):
+#: one augmented train copy, or one corrupted copy of 30 % of train (official MedMNIST-C set)
+MEMBER_PRESETS: dict[str, dict[str, Any]] = {
+    "tinyvit-aug": {"model": "tinyvit", "feature_augment_copies": 1, "feature_corrupt_copies": 0},
+    "tinyvit-noise": {
+        "model": "tinyvit",
+        "feature_augment_copies": 0,
+        "feature_corrupt_copies": 1,
+        "feature_corrupt_fraction": 0.3,
+    },
+}
 
 
 def mean_proba(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -163,9 +175,9 @@ def load_ensemble(folder: str | Path) -> EnsembleClassifier:
 
 
 def member_options(name: str, opts: Any, budget: float) -> Any:
-    """TrainOptions of member ``name``: ``baseline`` is the MedMNIST ResNet-18 recipe, any
-    other name a network trained with ``opts``; with time budget ``budget`` (seconds) and
-    ``opts.max_epochs``."""
+    """TrainOptions of member ``name``: ``baseline`` is the MedMNIST ResNet-18 recipe, a key
+    of :data:`MEMBER_PRESETS` ``opts`` with that preset's fields, any other name a network
+    trained with ``opts``; with time budget ``budget`` (seconds) and ``opts.max_epochs``."""
     from medseg.classify.networks import NETWORKS
     from medseg.classify.train import baseline_options
 
@@ -174,8 +186,11 @@ def member_options(name: str, opts: Any, budget: float) -> Any:
             time_budget_s=budget, max_epochs=opts.max_epochs, select=opts.select,
             seed=opts.seed, threads=opts.threads, progress=opts.progress,
         )  # fmt: skip
+    if name in MEMBER_PRESETS:
+        return dataclasses.replace(opts, ensemble=(), time_budget_s=budget, **MEMBER_PRESETS[name])
     if name not in NETWORKS:
-        raise InputError(f"unknown ensemble member {name!r}; choose from {[*NETWORKS, BASELINE]}")
+        choices = [*NETWORKS, BASELINE, *MEMBER_PRESETS]
+        raise InputError(f"unknown ensemble member {name!r}; choose from {choices}")
     return dataclasses.replace(opts, model=name, ensemble=(), time_budget_s=budget)
 
 

@@ -219,12 +219,64 @@ def _train_head(
     return best[0], best[1], best[2], best[3]
 
 
+def _train_images(ds: Any, opts: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The head's training images and labels: the train split, then
+    ``opts.feature_augment_copies`` augmented copies, then ``opts.feature_corrupt_copies``
+    corrupted copies (the data set's official MedMNIST-C set, :func:`corrupted_train_copy`;
+    each of a seeded random ``opts.feature_corrupt_fraction`` of the train images)."""
+    from medseg.classify.corrupt_sets import official_set_name
+
+    x, y = ds.images["train"], ds.labels["train"]
+    n_aug = opts.feature_augment_copies or 0
+    images = [x] + [_augmented(x, opts, j) for j in range(n_aug)]
+    labels = [y] * (1 + n_aug)
+    dataset = official_set_name(ds.source) if x.ndim == 4 else None
+    for j in range(opts.feature_corrupt_copies or 0):
+        idx = corrupt_subset(len(x), opts.feature_corrupt_fraction, opts.seed, j)
+        noise_p = opts.feature_corrupt_noise_p
+        images.append(corrupted_train_copy(x, opts.seed, j, dataset, noise_p)[idx])
+        labels.append(y[idx])
+    return images, labels
+
+
+def corrupt_subset(n: int, fraction: float, seed: int, copy_index: int) -> np.ndarray:
+    """Sorted indices of the ``ceil(fraction * n)`` train images (at least one) that corrupted
+    copy ``copy_index`` keeps, drawn by a generator seeded by ``seed`` and the copy;
+    ``fraction`` 1: all ``n``."""
+    if not 0.0 < fraction <= 1.0:
+        raise InputError(f"feature_corrupt_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return np.arange(n)
+    m = max(1, math.ceil(fraction * n))
+    rng = np.random.default_rng([seed, 3000 + copy_index])
+    return np.sort(rng.choice(n, m, replace=False))
+
+
+def _encode_splits(
+    ds: Any, opts: Any, config: ClassifierConfig, enc: Any, cache: FeatureCache
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Raw features and labels of ``train`` (with its copies, :func:`_train_images`) and
+    ``val``: ``({split: (N, RAW_DIM)}, {split: (N,) or (N, K)})``."""
+
+    def encode(x: np.ndarray, desc: str) -> np.ndarray:
+        return extract_features(
+            x, enc, cache, slices=config.feature_slices, progress=opts.progress or None,
+            desc=f"tinyvit features ({desc})",
+        )  # fmt: skip
+
+    images, train_labels = _train_images(ds, opts)
+    parts = [encode(x, "train" if j == 0 else f"train copy {j}") for j, x in enumerate(images)]
+    raw = {"train": np.concatenate(parts), "val": encode(ds.images["val"], "val")}
+    return raw, {"train": np.concatenate(train_labels), "val": ds.labels["val"]}
+
+
 def fit_feature_head(
     ds: Any, opts: Any, config: ClassifierConfig, encoder: Any | None = None
 ) -> tuple[FeatureClassifier, list[dict[str, Any]], int]:
-    """Encode train/val once, fit the heads of :data:`HEAD_GRID` (until ``opts.time_budget_s``,
-    at least one), keep the best on validation. Returns ``(classifier, history, best)``:
-    one history row per head tried (``epoch`` = its index), ``best`` the chosen row."""
+    """Encode train (and its copies) and val once, fit the heads of :data:`HEAD_GRID` (until
+    ``opts.time_budget_s``, at least one), keep the best on validation. Returns
+    ``(classifier, history, best)``: one history row per head tried (``epoch`` = its index),
+    ``best`` the chosen row."""
     import torch
 
     if opts.threads:
@@ -232,25 +284,7 @@ def fit_feature_head(
     torch.manual_seed(opts.seed)
     enc = encoder if encoder is not None else default_encoder()
     cache = default_cache(opts.feature_cache)
-    images = {"train": ds.images["train"], "val": ds.images["val"]}
-    n_copies = opts.feature_augment_copies or 0
-    for j in range(n_copies):
-        images[f"train_aug{j}"] = _augmented(ds.images["train"], opts, j)
-    raw = {
-        s: extract_features(
-            x,
-            enc,
-            cache,
-            slices=config.feature_slices,
-            progress=opts.progress or None,
-            desc=f"tinyvit features ({s})",
-        )
-        for s, x in images.items()
-    }
-    copies = [raw.pop(f"train_aug{j}") for j in range(n_copies)]
-    raw["train"] = np.concatenate([raw["train"], *copies])
-    labels = {"train": np.concatenate([ds.labels["train"]] * (1 + len(copies))),
-              "val": ds.labels["val"]}  # fmt: skip
+    raw, labels = _encode_splits(ds, opts, config, enc, cache)
     start = time.monotonic()
     history: list[dict[str, Any]] = []
     best_score, best_idx, best_clf = -math.inf, 0, None
@@ -263,17 +297,10 @@ def fit_feature_head(
         clf = FeatureClassifier(cfg, None, enc, cache)
         score, epoch, val, loss = _train_head(clf, feats, labels, opts, l2)
         history.append(
-            {
-                "epoch": i,
-                "pool": pool,
-                "hidden": hidden,
-                "l2": l2,
-                "head_epoch": epoch,
-                "loss": loss,
-                "elapsed_s": time.monotonic() - start,
-                **{f"val_{k}": v for k, v in val.items()},
-            }
-        )
+            {"epoch": i, "pool": pool, "hidden": hidden, "l2": l2, "head_epoch": epoch,
+             "loss": loss, "elapsed_s": time.monotonic() - start,
+             **{f"val_{k}": v for k, v in val.items()}}
+        )  # fmt: skip
         log.info("head %d %s hidden=%d l2=%g: val %s", i, pool, hidden, l2, val)
         if score > best_score:
             best_score, best_idx, best_clf = score, i, clf
@@ -297,6 +324,18 @@ def _augmented(images: np.ndarray, opts: Any, copy_index: int) -> np.ndarray:
         for i in range(0, len(images), 256)
     ]
     return np.concatenate([p.numpy() for p in parts]).clip(0.0, 1.0).astype(np.float32)
+
+
+def corrupted_train_copy(
+    images: np.ndarray, seed: int, copy_index: int, dataset: str | None, noise_p: float
+) -> np.ndarray:
+    """Corrupted copy ``copy_index`` of the train images ``(N, C, ...)``
+    (:func:`medseg.classify.augment.corrupted_copy`, generator seeded by ``seed`` and the
+    copy, so a rerun gives the same images and hits the feature cache)."""
+    from medseg.classify.augment import corrupted_copy
+
+    rng = np.random.default_rng([seed, 2000 + copy_index])
+    return corrupted_copy(images, rng, dataset, noise_p)[0]
 
 
 def _with_head(config: ClassifierConfig, pool: str, hidden: int, dim: int = 1) -> ClassifierConfig:

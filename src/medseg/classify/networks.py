@@ -156,12 +156,20 @@ def _lite0(in_channels: int, num_classes: int, pretrained: bool = True) -> Any:
     if pretrained:
         state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
-    if in_channels != 3:  # gray (or other) input: average the RGB filters per input channel
+    _adapt_stem(net, in_channels)
+    net._fc = nn.Linear(1280, num_classes)
+    return net
+
+
+def _adapt_stem(net: Any, in_channels: int) -> None:
+    """Gray (or other) input: replace the 3-channel stem of ``net`` by one whose filters are
+    the RGB filters averaged, repeated per input channel; 3 channels: unchanged."""
+    import torch.nn as nn
+
+    if in_channels != 3:
         w = net._conv_stem.weight.data
         net._conv_stem = nn.Conv2d(in_channels, 32, 3, 2, 1, bias=False)
         net._conv_stem.weight.data = w.mean(1, keepdim=True).repeat(1, in_channels, 1, 1)
-    net._fc = nn.Linear(1280, num_classes)
-    return net
 
 
 def build_network(

@@ -61,6 +61,14 @@ class TrainOptions:
         feature_augment_copies: ``tinyvit``: augmented copies of the train split (``augment``
             applied once per copy, seeded) encoded and added to the head's training data;
             None: 1 when ``model="auto"`` (the measured 2D default), else 0.
+        feature_corrupt_copies: ``tinyvit``: corrupted copies of the train split (each
+            image under one MedMNIST-C corruption of the data set's official set, Gaussian
+            noise with probability ``feature_corrupt_noise_p``, severity 1..5; seeded,
+            cached; :func:`medseg.classify.augment.corrupted_copy`) added to the head's
+            training data; None: :data:`DEFAULT_CORRUPT_COPIES` when ``model="auto"``, else 0.
+        feature_corrupt_noise_p: share of Gaussian noise in those copies.
+        feature_corrupt_fraction: share of the train images each corrupted copy holds (a
+            seeded random subset; fewer images to encode on a slow CPU).
         ensemble: with ``model="ensemble"``: the member names (networks, or ``baseline``),
             trained one after the other, probabilities averaged (:mod:`.ensemble`).
 
@@ -88,6 +96,9 @@ class TrainOptions:
     feature_cache: str | None = None
     feature_slices: int = 1
     feature_augment_copies: int | None = None
+    feature_corrupt_copies: int | None = None
+    feature_corrupt_noise_p: float = 0.5
+    feature_corrupt_fraction: float = 1.0
     ensemble: tuple[str, ...] = ()
 
 
@@ -120,6 +131,7 @@ class TrainResult:
 # members of the 2D default ensemble; tinyvit first: its head search is short, so
 # efficientnet-lite0 gets most of the time budget (each member: an equal share of what is left)
 DEFAULT_ENSEMBLE_2D = ("tinyvit", "efficientnet-lite0")
+DEFAULT_CORRUPT_COPIES = 0  # tinyvit corrupted train copies under model="auto"
 
 
 def default_model(spatial_dims: int) -> str:
@@ -142,7 +154,11 @@ def _resolve(opts: TrainOptions, spatial_dims: int) -> TrainOptions:
     copies = opts.feature_augment_copies
     if copies is None:
         copies = 1 if auto and model in ("tinyvit", "ensemble") else 0
-    return dataclasses.replace(opts, model=model, feature_augment_copies=copies, ensemble=members)
+    corrupt = opts.feature_corrupt_copies
+    if corrupt is None:
+        corrupt = DEFAULT_CORRUPT_COPIES if auto and model in ("tinyvit", "ensemble") else 0
+    return dataclasses.replace(opts, model=model, feature_augment_copies=copies,
+                               feature_corrupt_copies=corrupt, ensemble=members)  # fmt: skip
 
 
 def _input_size(model: str, data_size: int, wanted: int | None) -> int:

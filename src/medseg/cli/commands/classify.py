@@ -50,7 +50,9 @@ def _non_negative_int(text: str) -> int:
 
 def _member_list(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    allowed = (*MODELS[1:], "baseline")
+    from medseg.classify.ensemble import MEMBER_PRESETS
+
+    allowed = (*MODELS[1:], "baseline", *MEMBER_PRESETS)
     bad = [n for n in names if n not in allowed]
     if bad or len(names) < 2:
         raise argparse.ArgumentTypeError(
@@ -153,6 +155,13 @@ def _add_train_recipe(p: argparse.ArgumentParser) -> None:
         help="tinyvit: add N augmented copies of the train split (flips, affine, MedMNIST-C "
         "corruptions; encoded once, cached) to the head's data (default 1 with --model "
         "auto on 2D data, else 0)",
+    )
+    p.add_argument(
+        "--feature-corrupt",
+        type=_non_negative_int,
+        metavar="N",
+        help="tinyvit: add N corrupted copies of the train split (the data set's official "
+        "MedMNIST-C corruptions, half Gaussian noise, severity 1-5; cached) to the head's data",
     )
     p.add_argument("--no-augment", action="store_true", help="no training augmentation")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
@@ -260,6 +269,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "select": args.select,
         "loss": args.loss,
         "feature_augment_copies": args.feature_augment,
+        "feature_corrupt_copies": args.feature_corrupt,
     }
     out = {k: v for k, v in given.items() if v is not None}
     if args.ensemble:
