@@ -3,16 +3,17 @@
     python benchmarks/text_data.py --out /work/cache/text          # embeddings, once
     python benchmarks/text_train.py --cache /work/cache/text --minutes 25 \
         --out src/medseg/assets/medseg_text.pt [--num-threads 2] [--seed 0] \
-        [--splits train,heldout_case] [--init earlier.pt]
+        [--splits train,heldout_case] [--init earlier.pt] [--boost totalseg_ref=3]
 
 Examples are (image embedding, phrase) pairs from the ``train`` split of the cache (the
 left-out datasets of ``benchmarks/text_data.py`` are never seen). Each step draws images with
-weight 1/sqrt(images of their dataset) and, per image, a target present in it (a two-sided
-vocabulary target: "kidney" = both kidneys; sides are cut by rule at prediction) or, with
-probability ``--absent``, an absent one: a target labelled in the image's dataset but with
-no pixel in this image, or a target whose datasets show another body region / modality.
-The phrase is a random name or synonym of the target (synonym sampling), embedded with
-MiniLM. Loss: present -> BCE + Dice of the mask (inside the image, not the padding) + BCE of
+weight 1/sqrt(images of their dataset) (times ``--boost`` for the named datasets) and, per
+image, a target present in it (a two-sided vocabulary target: "kidney" = both kidneys; sides
+are cut by rule at prediction) or, with probability ``--absent``, an absent one: a target
+labelled in the image's dataset but with no pixel in this image, or a target whose datasets
+show another body region / modality. The phrase is a random name or synonym of the target
+(synonym sampling), embedded with MiniLM. Loss: present -> BCE + Dice of the mask (inside the
+image, not the padding) + BCE of
 the presence logit towards 1; absent -> BCE of the mask towards empty + presence towards 0.
 """
 
@@ -83,6 +84,16 @@ def phrase_table(targets: list, vocab) -> tuple[list[str], np.ndarray, dict[str,
     return phrases, vectors, rows
 
 
+def parse_boost(text: str | None) -> dict[str, float]:
+    """``"a=3,b=2"`` -> ``{"a": 3.0, "b": 2.0}`` (sampling-weight factors per dataset)."""
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        if item.strip():
+            name, _, factor = item.partition("=")
+            out[name.strip()] = float(factor)
+    return out
+
+
 def loss_fn(low, presence, gt, valid, present):
     """Mask BCE (+ Dice where present) inside ``valid`` and presence BCE."""
     import torch
@@ -119,7 +130,9 @@ def train(args: argparse.Namespace) -> dict:
     counts: dict[str, int] = {}
     for i in keep:
         counts[train_s[i]["dataset"]] = counts.get(train_s[i]["dataset"], 0) + 1
-    w = np.array([1 / math.sqrt(counts[train_s[i]["dataset"]]) for i in keep])
+    boost = parse_boost(args.boost)
+    w = np.array([boost.get(train_s[i]["dataset"], 1.0) / math.sqrt(counts[train_s[i]["dataset"]])
+                  for i in keep])  # fmt: skip
     w /= w.sum()
     phrases, vectors, rows = phrase_table(targets, vocab)
     log.info("%d training images (%d datasets), %d targets, %d phrases",
@@ -165,6 +178,7 @@ def train(args: argparse.Namespace) -> dict:
     info = {"steps": step, "batch": args.batch, "minutes": args.minutes, "lr": args.lr,
             "absent_p": args.absent, "seed": args.seed, "train_images": len(keep),
             "splits": sorted(splits), "init": args.init and Path(args.init).name,
+            "boost": boost, "renders": sorted({s.get("render", 0) for s in train_s}),
             "train_datasets": sorted(counts), "final_loss": float(np.mean(hist[-50:])),
             "heldout_datasets": sorted({s["dataset"] for s in samples
                                         if s["split"] == "heldout"}),
@@ -193,6 +207,7 @@ def main() -> None:
         help="cache splits trained on, comma-separated (train, heldout_case)",
     )
     ap.add_argument("--init", help="weights file to continue training from")
+    ap.add_argument("--boost", default=None, help="sampling-weight factors, e.g. totalseg_ref=3")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(ap.parse_args())
 
