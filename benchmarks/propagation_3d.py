@@ -10,8 +10,17 @@ run, so their figures compare::
         ../shared/data/brats2015_deepmedic ../shared/data/sct_spinalcord_mr \
         --model default --model litemedsam+interactive --model litemedsam --json out.json
 
-Prints one Markdown table: per dataset and model, mean Dice and median seconds per target,
-and the mean over datasets.
+``--propagation keyframes --propagation slices`` runs each model with both propagation rules
+(``docs/models.md``, "3D propagation"), interleaved per target so both see the same load.
+
+``--cases ID[,ID...]`` runs only those cases, ``--skip-cases ID[,ID...]`` leaves them out
+(an ID is a case id as ``medseg.bench.data.discover`` names it, or ``DATASET/ID`` for one
+dataset's case; an ID that names no case is an error), before ``--limit`` takes the first
+cases of each dataset: e.g. a test run without the validation cases.
+
+Prints one Markdown table: per dataset and model, mean Dice after the box and each click,
+median seconds per target (box) and per click, mean encoder runs (embedding-cache misses; a
+Predictor keeps a case's embeddings between its targets), and the mean over datasets.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ import numpy as np
 import torch
 
 import medseg
-from medseg.bench.data import discover, load_pair
+from medseg.bench.data import CaseRef, DatasetRef, discover, load_pair
 from medseg.errors import MedsegError
+from medseg.inference.propagation import PropagationConfig
 from medseg.metrics.overlap import dice
 from medseg.prompts.simulation.clicks import next_click
 from medseg.prompts.types import box_from_mask
@@ -43,16 +53,23 @@ def _targets(label: np.ndarray, max_targets: int, min_voxels: int) -> list[int]:
 
 
 def _run_target(
-    predictor: medseg.Predictor, image, target: np.ndarray, clicks: int
+    predictor: medseg.Predictor,
+    image,
+    target: np.ndarray,
+    clicks: int,
+    encodes: list[int] | None = None,
 ) -> tuple[list[float], float, list[float]]:
     """3D Dice after the box and after each correction click, the seconds of set_image +
-    box propagation, and the seconds of each correction."""
+    box propagation, and the seconds of each correction. ``encodes``, when given, gets the
+    encoder runs (embedding-cache misses) of the box propagation and of each correction."""
+    misses = predictor.cache_info().misses
     z = int(np.argmax(target.reshape(target.shape[0], -1).sum(axis=1)))
     box = box_from_mask(target[z])
     start = time.perf_counter()
     predictor.set_image(image)
     pred = predictor.predict(box=box, slice_index=z)
     seconds = time.perf_counter() - start
+    misses = _count_encodes(predictor, misses, encodes)
     dices, click_seconds = [dice(pred.mask, target)], []
     clicked = np.zeros(target.shape, bool)
     for _ in range(clicks):
@@ -66,29 +83,96 @@ def _run_target(
         pred = predictor.predict(points=[(x, y)], point_labels=[click.label], slice_index=cz,
                                  mask_input=pred)  # fmt: skip
         click_seconds.append(time.perf_counter() - t0)
+        misses = _count_encodes(predictor, misses, encodes)
         dices.append(dice(pred.mask, target))
     return dices, seconds, click_seconds
 
 
-def main() -> None:
+def _count_encodes(predictor: medseg.Predictor, before: int, encodes: list[int] | None) -> int:
+    """Append the encoder runs since ``before`` (cache misses) to ``encodes``; the count now."""
+    now = predictor.cache_info().misses
+    if encodes is not None:
+        encodes.append(now - before)
+    return now
+
+
+PROPAGATIONS = {
+    "keyframes": PropagationConfig(),
+    "keyframes-norefine": PropagationConfig(refine_changes=False),
+    "slices": PropagationConfig(algorithm="slices"),
+}
+
+
+def _predictors(models: list[str], rules: list[str] | None) -> dict[str, medseg.Predictor]:
+    """One Predictor per model and propagation rule, named ``MODEL/RULE`` when rules are
+    given (``MODEL`` alone, with the default rule, when not)."""
+    if not rules:
+        return {m: medseg.Predictor(m, progress=False) for m in models}
+    return {f"{m}/{r}": medseg.Predictor(m, progress=False, propagation=PROPAGATIONS[r])
+            for m in models for r in rules}  # fmt: skip
+
+
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", nargs="+", help="3D dataset folders (images/ + labels/)")
     ap.add_argument("--model", action="append", required=True, help="model name (repeat)")
     ap.add_argument("--max-targets", type=int, default=3, help="largest classes per case")
     ap.add_argument("--min-voxels", type=int, default=200, help="skip smaller targets")
-    ap.add_argument("--limit", type=int, default=4, help="cases per dataset")
+    ap.add_argument("--limit", type=int, default=4,
+                    help="cases per dataset (the first, after --cases/--skip-cases)")  # fmt: skip
+    ap.add_argument("--cases", type=_id_list, default=None,
+                    help="only these cases: ID[,ID...] (case id, or DATASET/ID)")  # fmt: skip
+    ap.add_argument("--skip-cases", type=_id_list, default=frozenset(),
+                    help="leave these cases out: ID[,ID...] (case id, or DATASET/ID)")  # fmt: skip
     ap.add_argument("--clicks", type=int, default=3,
                     help="correction clicks after the box (each at the centre of the largest "
                          "3D error region, on its slice, with the previous result)")  # fmt: skip
+    ap.add_argument("--propagation", action="append", choices=sorted(PROPAGATIONS),
+                    help="propagation rule (repeat to compare; each model runs each rule, "
+                         "named MODEL/RULE): keyframes (default) or slices (every slice, "
+                         "the rule before keyframes)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="write per-target results here")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def _id_list(text: str) -> frozenset[str]:
+    """``"a,b/c"`` -> ``{"a", "b/c"}`` (the case ids of ``--cases``/``--skip-cases``)."""
+    return frozenset(s.strip() for s in text.split(",") if s.strip())
+
+
+def _named(case: CaseRef, ids: frozenset[str]) -> bool:
+    return case.case_id in ids or f"{case.dataset}/{case.case_id}" in ids
+
+
+def select_cases(
+    datasets: list[DatasetRef],
+    cases: frozenset[str] | None,
+    skip: frozenset[str],
+    limit: int,
+) -> list[list[CaseRef]]:
+    """Per dataset, its cases named by ``cases`` (all when None) and not by ``skip``, the
+    first ``limit`` of them. Raises ``SystemExit`` for an id that names no case."""
+    known = {i for ds in datasets for c in ds.cases for i in (c.case_id, f"{ds.name}/{c.case_id}")}
+    unknown = sorted(((cases or frozenset()) | skip) - known)
+    if unknown:
+        raise SystemExit(f"--cases/--skip-cases: no such case: {', '.join(unknown)}")
+    return [[c for c in ds.cases if (cases is None or _named(c, cases)) and not _named(c, skip)]
+            [:limit] for ds in datasets]  # fmt: skip
+
+
+def main() -> None:
+    args = _parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
-    predictors = {m: medseg.Predictor(m, progress=False) for m in args.model}
+    predictors = _predictors(args.model, args.propagation)
+    args.model = list(predictors)
+    datasets = [discover(folder) for folder in args.data]
+    chosen = select_cases(datasets, args.cases, args.skip_cases, args.limit)
+    for ds, cases in zip(datasets, chosen, strict=True):
+        log.info("%s: cases %s", ds.name, ", ".join(c.case_id for c in cases) or "none")
     rows: list[dict] = []
-    for folder in args.data:
-        ds = discover(folder)
-        for case in ds.cases[: args.limit]:
+    for ds, cases in zip(datasets, chosen, strict=True):
+        for case in cases:
             try:
                 image, label = load_pair(ds, case)
             except MedsegError as exc:
@@ -99,12 +183,14 @@ def main() -> None:
             for value in _targets(label.array, args.max_targets, args.min_voxels):
                 target = label.array == value
                 for name, predictor in predictors.items():
-                    d, s, cs = _run_target(predictor, image, target, args.clicks)
+                    enc: list[int] = []
+                    d, s, cs = _run_target(predictor, image, target, args.clicks, enc)
                     rows.append({"dataset": ds.name, "case": case.case_id, "label": value,
                                  "model": name, "dice": d, "seconds": s,
-                                 "click_seconds": cs})  # fmt: skip
-                    log.info("%s/%s label %d %s: Dice %s, %.1f s", ds.name, case.case_id,
-                             value, name, " / ".join(f"{x:.3f}" for x in d), s)  # fmt: skip
+                                 "click_seconds": cs, "encodes": enc})  # fmt: skip
+                    log.info("%s/%s label %d %s: Dice %s, %.1f s, encodes %s", ds.name,
+                             case.case_id, value, name, " / ".join(f"{x:.3f}" for x in d), s,
+                             enc)  # fmt: skip
                     if args.json:  # after every target: an interrupted run keeps its rows
                         args.json.write_text(json.dumps(rows, indent=1))
     if not rows:
@@ -117,31 +203,49 @@ def table_from_json(path: Path, models: list[str]) -> str:
     return _table(json.loads(Path(path).read_text()), models)
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _cells(sel: list[dict]) -> tuple[list[float], list[str]]:
+    """Mean 3D Dice after the box and each click, and the text cells: those, median seconds
+    of the box propagation and of one correction, mean encodes of each (``-`` if absent)."""
+    steps = [float(np.mean([r["dice"][i] for r in sel])) for i in range(len(sel[0]["dice"]))]
+    cells = [f"{d:.3f}" for d in steps]
+    cells.append(f"{_median([r['seconds'] for r in sel]):.1f}")
+    cells.append(f"{_median([c for r in sel for c in r['click_seconds']]):.2f}")
+    if all(r.get("encodes") for r in sel):
+        cells.append(f"{np.mean([r['encodes'][0] for r in sel]):.1f}")
+        clicks = [e for r in sel for e in r["encodes"][1:]]
+        cells.append(f"{np.mean(clicks):.1f}" if clicks else "-")
+    else:
+        cells += ["-", "-"]
+    return steps, cells
+
+
 def _table(rows: list[dict], models: list[str]) -> str:
-    """Markdown: per dataset and model, mean 3D Dice after the box and after the last
-    click, median seconds of the box propagation and of one correction."""
+    """Markdown, one row per dataset and model: mean 3D Dice after the box and after each
+    click, median seconds of the box propagation (set_image + predict) and of one
+    correction, mean encoder runs of each; then the mean Dice over datasets per model."""
     datasets = sorted({r["dataset"] for r in rows})
-    head = "| dataset (targets) | " + " | ".join(
-        f"{m}: box / +{len(rows[0]['dice']) - 1} clicks / s box / s click" for m in models
-    ) + " |"  # fmt: skip
-    lines = [head, "|---" * (len(models) + 1) + "|"]
-    means: dict[str, list[tuple[float, float]]] = {m: [] for m in models}
+    n_clicks = len(rows[0]["dice"]) - 1
+    head = ["dataset (targets)", "model", "box", *(f"+{i}" for i in range(1, n_clicks + 1)),
+            "s box", "s click", "encodes box", "encodes click"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    means: dict[str, list[list[float]]] = {m: [] for m in models}
     for ds in datasets:
-        cells = []
         for m in models:
             sel = [r for r in rows if r["dataset"] == ds and r["model"] == m]
-            box = float(np.mean([r["dice"][0] for r in sel]))
-            last = float(np.mean([r["dice"][-1] for r in sel]))
-            means[m].append((box, last))
-            clicks = [c for r in sel for c in r["click_seconds"]] or [float("nan")]
-            cells.append(f"{box:.3f} / {last:.3f} / "
-                         f"{statistics.median(r['seconds'] for r in sel):.1f} / "
-                         f"{statistics.median(clicks):.2f}")  # fmt: skip
-        n = len([r for r in rows if r["dataset"] == ds and r["model"] == models[0]])
-        lines.append(f"| {ds} ({n}) | " + " | ".join(cells) + " |")
-    lines.append("| **mean over datasets** | " + " | ".join(
-        f"**{np.mean([b for b, _ in means[m]]):.3f} / {np.mean([c for _, c in means[m]]):.3f}**"
-        for m in models) + " | |")  # fmt: skip
+            if not sel:
+                continue
+            steps, cells = _cells(sel)
+            means[m].append(steps)
+            lines.append(f"| {ds} ({len(sel)}) | {m} | " + " | ".join(cells) + " |")
+    for m in models:
+        if means[m]:
+            mean = np.mean(np.array(means[m]), axis=0)
+            lines.append(f"| **mean over {len(means[m])} datasets** | {m} | "
+                         + " | ".join(f"**{d:.3f}**" for d in mean) + " | | | | |")  # fmt: skip
     return "\n".join(lines)
 
 

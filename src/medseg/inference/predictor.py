@@ -373,7 +373,8 @@ class Predictor:
             return d.logits[:, 0], d.scores[:, 0]
 
         res = propagate(segment, seed.logits[:, 0], seed.scores[:, 0], start, depth, z_range,
-                        self.propagation, self.progress, previous=previous)  # fmt: skip
+                        self.propagation, self.progress, previous=previous,
+                        spacing=self._require_image().spacing)  # fmt: skip
         mask = res.logits > 0
         labels = label_map_from_logits(mask, res.logits)
         logits = res.logits if boxes is not None else res.logits[0]

@@ -1,6 +1,9 @@
-"""3D propagation of a 2D promptable segmentation through a volume, slice by slice.
+"""3D propagation of a 2D promptable segmentation through a volume.
 
-Rule (also in ``docs/models.md``):
+Two rules (``PropagationConfig.algorithm``, both in ``docs/models.md``): ``"keyframes"``, the
+default, encodes only some slices and interpolates between them
+(:mod:`medseg.inference.propagation_keyframes`, sharing tests 3(a)-(c) below); ``"slices"``
+visits every slice, by this rule:
 
 1. The prompted slice ``z0`` is segmented from the user's prompt.
 2. Going up (``z0 + 1, z0 + 2, ...``) and then down (``z0 - 1, ...``) separately, each slice is
@@ -44,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medseg.errors import PromptError
+from medseg.inference.propagation_keyframes import first_step, propagate_object
 from medseg.inference.result import UNREACHED_LOGIT
 from medseg.metrics.overlap import dice_from_counts, overlap_counts
 from medseg.prompts.types import box_from_mask
@@ -57,6 +61,7 @@ __all__ = [
 ]
 
 SegmentFn = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+ALGORITHMS = ("keyframes", "slices")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,21 @@ class PropagationConfig:
         stability_offset: logit offset of the stability score.
         converge_dice: corrections: the Dice with the previous result at which a direction
             stops and keeps the previous result beyond (rule 5).
+        algorithm: ``"keyframes"`` (default: encode keyframes only, interpolate between,
+            :mod:`medseg.inference.propagation_keyframes`) or ``"slices"`` (every slice,
+            this module's rule; the rule before keyframes).
+        first_step_mm: keyframes: the first step from the prompted slice, in millimetres.
+        max_step: keyframes: the largest step, in slices.
+        grow_dice: keyframes: the step doubles after a keyframe whose mask has at least this
+            Dice with the previous keyframe's, else halves.
+        max_growth: keyframes: a mask larger than this many times the previous keyframe's
+            is rejected (a leak).
+        keyframe_margin: keyframes: box enlargement per side (``margin`` of the slice rule).
+        correction_reach_mm: keyframes, corrections: a direction stops (keeping the previous
+            result beyond) this far from the corrected slice, in mm (10); 0 = no limit.
+        refine_changes: keyframes: a keyframe more than one slice away whose mask disagrees
+            with the previous keyframe's (Dice < ``grow_dice``) is replaced by the slice at
+            half the distance.
     """
 
     margin: float = 0.1
@@ -84,11 +104,24 @@ class PropagationConfig:
     min_stability: float = 0.65
     stability_offset: float = 1.0
     converge_dice: float = 0.9
+    algorithm: str = "keyframes"
+    first_step_mm: float = 3.0
+    max_step: int = 8
+    grow_dice: float = 0.85
+    max_growth: float = 1.3
+    keyframe_margin: float = 0.05
+    correction_reach_mm: float = 10.0
+    refine_changes: bool = True
 
     def __post_init__(self) -> None:
-        for name in dataclasses.asdict(self):
-            if getattr(self, name) < 0:
-                raise PromptError(f"propagation {name} must be >= 0, got {getattr(self, name)}")
+        if self.algorithm not in ALGORITHMS:
+            raise PromptError(f"propagation algorithm must be one of {ALGORITHMS}, "
+                              f"got {self.algorithm!r}")  # fmt: skip
+        for name, value in dataclasses.asdict(self).items():
+            if name != "algorithm" and value < 0:
+                raise PromptError(f"propagation {name} must be >= 0, got {value}")
+        if self.max_step < 1:
+            raise PromptError(f"propagation max_step must be >= 1, got {self.max_step}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -199,6 +232,45 @@ def _sweep(
                 _keep_previous(out, previous, i, z + step, stop, step)
 
 
+def _reach(spacing_z: float, cfg: PropagationConfig) -> int:
+    """``correction_reach_mm`` in slices (at least 1; no limit when 0)."""
+    if cfg.correction_reach_mm <= 0 or spacing_z <= 0:
+        return 1 << 30
+    return max(1, round(cfg.correction_reach_mm / spacing_z))
+
+
+def _keyframes(
+    segment: SegmentFn,
+    out: np.ndarray,
+    state: dict[str, list],
+    span: tuple[int, int, int, int, int],
+    cfg: PropagationConfig,
+    tick: Callable[[], None],
+    previous: np.ndarray | None,
+) -> None:
+    """The keyframe rule (:mod:`medseg.inference.propagation_keyframes`), object by object;
+    ``span = (start, z_lo, z_hi, first step, correction reach)`` (steps in slices)."""
+    start, z_lo, z_hi, step0, reach = span
+
+    def counted(z: int, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tick()
+        return segment(z, boxes)
+
+    for i in range(out.shape[0]):
+        ref = int((out[i, start] > 0).sum())
+
+        def accept(logits: np.ndarray, prev: np.ndarray, prev_area: int, ref: int = ref) -> bool:
+            area = int((logits > 0).sum())
+            return area <= cfg.max_growth * prev_area and _accept(logits, prev, ref, cfg)
+
+        prev_i = None if previous is None else previous[i]
+        boxes, scores = propagate_object(
+            counted, out[i], start, (z_lo, z_hi), step0, cfg, accept, prev_i, reach
+        )
+        state["boxes"][i].update(boxes)
+        state["scores"][i].extend(scores)
+
+
 def _towards_core(previous: np.ndarray, start: int, step: int) -> bool:
     """True when moving from ``start`` by ``step`` heads towards (or stays at) the slice
     where the previous result ``(Z, H, W)`` logits is largest."""
@@ -238,6 +310,7 @@ def propagate(
     config: PropagationConfig | None = None,
     progress: bool = False,
     previous: np.ndarray | None = None,
+    spacing: tuple[float, ...] | None = None,
 ) -> PropagationResult:
     """Propagate ``N`` objects from slice ``start`` through a volume of ``depth`` slices.
 
@@ -252,6 +325,7 @@ def propagate(
         config: the rule's parameters (default :class:`PropagationConfig`).
         progress: show a tqdm progress bar over visited slices.
         previous: ``(N, Z, H, W)`` logits of the result being corrected (rule 5), or None.
+        spacing: voxel size ``(z, y, x)`` in mm (keyframes: the first step), None = 1 mm.
     """
     from tqdm.auto import tqdm
 
@@ -271,8 +345,13 @@ def propagate(
     with tqdm(
         total=z_hi - z_lo, desc="propagating", unit="slice", disable=None if progress else True
     ) as bar:
-        _sweep(segment, out, state, (start, z_hi, 1), cfg, bar.update, previous)
-        _sweep(segment, out, state, (start, z_lo, -1), cfg, bar.update, previous)
+        if cfg.algorithm == "keyframes":
+            sz = float(spacing[0]) if spacing else 1.0
+            span = (start, z_lo, z_hi, first_step(sz, cfg.first_step_mm), _reach(sz, cfg))
+            _keyframes(segment, out, state, span, cfg, bar.update, previous)
+        else:
+            _sweep(segment, out, state, (start, z_hi, 1), cfg, bar.update, previous)
+            _sweep(segment, out, state, (start, z_lo, -1), cfg, bar.update, previous)
     state["ranges"] = _ranges(out, start)
     return PropagationResult(
         logits=out,
