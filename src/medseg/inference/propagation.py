@@ -93,7 +93,7 @@ class PropagationConfig:
             result beyond) this far from the corrected slice, in mm (10); 0 = no limit.
         refine_changes: keyframes: a keyframe more than one slice away whose mask disagrees
             with the previous keyframe's (Dice < ``grow_dice``) is replaced by the slice at
-            half the distance.
+            half the distance (off: it lowered validation Dice, ``docs/models.md``).
     """
 
     margin: float = 0.1
@@ -111,7 +111,7 @@ class PropagationConfig:
     max_growth: float = 1.3
     keyframe_margin: float = 0.05
     correction_reach_mm: float = 10.0
-    refine_changes: bool = True
+    refine_changes: bool = False
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:

@@ -16,8 +16,8 @@ only *keyframes*, per object and direction:
    many times ``a``'s (a mask that suddenly grows has leaked into a neighbour). An accepted
    keyframe more than one slice from ``a`` whose mask disagrees with ``a``'s (Dice <
    ``grow_dice``) is dropped and the slice at half the distance tried instead
-   (``refine_changes``): a shape that changes, or an object that ends, between two
-   keyframes is sampled densely, so a blob past the object's end is not taken for it.
+   when ``refine_changes`` is on (off by default: measured worse on validation, the denser
+   keyframes stop earlier on weak slices).
 3. A rejected keyframe ``r`` more than one slice away is bisected: the middle slice between
    ``a`` and ``r`` is tried the same way (accepted: it becomes ``a``; rejected: it becomes
    ``r``), until ``a`` and ``r`` are neighbours. So the object's end is found exactly with
