@@ -98,7 +98,9 @@ def _count_encodes(predictor: medseg.Predictor, before: int, encodes: list[int] 
 
 PROPAGATIONS = {
     "keyframes": PropagationConfig(),
-    "keyframes-norefine": PropagationConfig(refine_changes=False),
+    "keyframes-refine": PropagationConfig(refine_changes=True),
+    "keyframes-growth2": PropagationConfig(max_growth=2.0),
+    "keyframes-nogrowth": PropagationConfig(max_growth=1e6),
     "slices": PropagationConfig(algorithm="slices"),
 }
 

@@ -70,6 +70,32 @@ def test_segment_nifti_volume_keeps_geometry(tmp_path: Path, shared_model) -> No
     assert (tmp_path / "o.png").is_file()
 
 
+@pytest.mark.slow
+def test_segment_propagation_rule(tmp_path: Path, shared_model, monkeypatch) -> None:
+    """``--propagation slices`` encodes every slice it visits, keyframes (the default) fewer;
+    both follow the object through the volume."""
+    zz, yy, xx = np.mgrid[:16, :40, :40]
+    obj = ((zz - 7.5) / 7.0) ** 2 + ((yy - 20) / 10) ** 2 + ((xx - 18) / 12) ** 2 <= 1
+    vol = (np.random.default_rng(2).normal(0, 0.1, obj.shape) + obj).astype(np.float32)
+    mio.save(Image(vol, spacing=(1.0, 1.0, 1.0)), tmp_path / "vol.nii.gz")
+    calls = []
+    real = shared_model.encode
+    monkeypatch.setattr(shared_model, "encode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    encodes, masks = {}, {}
+    for rule in ("slices", "keyframes"):
+        out = tmp_path / f"{rule}.nii.gz"
+        calls.clear()
+        argv = [*LITE, str(tmp_path / "vol.nii.gz"), "-o", str(out), "--box", "6,10,30,30"]
+        assert main([*argv, "--slice", "8", "--propagation", rule]) == 0
+        encodes[rule], masks[rule] = len(calls), mio.load_label(out).array == 1
+    assert encodes["keyframes"] < encodes["slices"]
+    assert encodes["slices"] >= int(masks["slices"].any(axis=(1, 2)).sum())
+    for rule, mask in masks.items():
+        assert _dice(mask, obj) > 0.8, rule
+    with pytest.raises(SystemExit):
+        main([*LITE, str(tmp_path / "vol.nii.gz"), "--propagation", "every"])
+
+
 def test_segment_errors(tmp_path: Path, shared_model, capsys) -> None:
     vol = np.zeros((5, 20, 20), np.float32)
     mio.save(Image(vol), tmp_path / "v.nii.gz")

@@ -201,6 +201,13 @@ def _add_display_and_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", help="CT window preset (default soft_tissue for CT)")
     parser.add_argument("--modality", help="override the image's modality (e.g. CT, MR)")
     parser.add_argument("--backend", choices=ENCODER_BACKENDS, help="image encoder runtime")
+    parser.add_argument(
+        "--propagation",
+        choices=("keyframes", "slices"),
+        help="3D propagation rule (volumes): keyframes (default: encodes a few slices and "
+        "interpolates, 2-3x faster) or slices (encodes every slice; better from a box alone "
+        "on thin structures such as the spinal cord, docs/benchmarks.md)",
+    )
     parser.add_argument("--cache-dir", type=Path, help="folder for the ONNX export cache")
 
 
@@ -340,6 +347,10 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         overrides["cache_dir"] = str(overrides["cache_dir"])
     if auto:
         overrides |= auto_predict_options(args)
+    if args.propagation:
+        from medseg.inference.propagation import PropagationConfig
+
+        overrides["propagation"] = PropagationConfig(algorithm=args.propagation)
     predictor = Predictor(args.model, window=args.window, **overrides)
     # prompts: array indices; the model sees the slices as the app shows them (view_frame)
     predictor.set_image(image, modality=args.modality)
