@@ -149,9 +149,7 @@ def iter_samples(
             meta = {"dataset": ds["name"], "case": case["id"], "split": split,
                     "modality": _modality(ds, case), "task": ds["task"],
                     "label_names": {k: v for k, v in names.items() if k != "0"}}  # fmt: skip
-            channels = (
-                case["images"][:2] if ds["name"] == "brats2015_deepmedic" else case["images"][:1]
-            )
+            channels = case["images"][: 2 if ds["name"] == "brats2015_deepmedic" else 1]
             lab = load_label(data / case["label"]).array
             if ds["task"] == "instance":
                 lab = (lab > 0).astype(np.uint8)
