@@ -76,6 +76,13 @@ MEMBERS = {
         "feature_corrupt_copies": 1,
         "feature_corrupt_fraction": 0.3,
     },
+    # the same corrupted copy of the whole train split (its 30 % above hit the cache)
+    "tinyvit-noise-full": {
+        "model": "tinyvit",
+        "feature_augment_copies": 0,
+        "feature_corrupt_copies": 1,
+        "feature_corrupt_fraction": 1.0,
+    },
     "tinyvit-aug-noise": {
         "model": "tinyvit",
         "feature_augment_copies": 1,

@@ -181,3 +181,35 @@ def test_gradcam_of_an_ensemble_is_its_first_cnn_members() -> None:
     assert ens.explained_member() is m1
     x = _volumes(2)
     np.testing.assert_array_equal(mc.gradcam(ens, x), mc.gradcam(m1, x))
+
+
+def test_noise_presets_share_one_corrupted_copy() -> None:
+    """``tinyvit-noise-full`` corrupts the whole train split; ``tinyvit-noise`` keeps a
+    seeded 30 % of the very same corrupted images (so their cached features are shared)."""
+    from medseg.classify.data import Dataset
+    from medseg.classify.ensemble import MEMBER_PRESETS, member_options
+    from medseg.classify.feature_head import _train_images, corrupt_subset
+
+    opts = mc.TrainOptions(model="ensemble", ensemble=("tinyvit-noise", "tinyvit-noise-full"),
+                           seed=2, progress=False)  # fmt: skip
+    part = member_options("tinyvit-noise", opts, 100.0)
+    full = member_options("tinyvit-noise-full", opts, 100.0)
+    assert (full.model, full.feature_corrupt_copies, full.feature_corrupt_fraction) == (
+        "tinyvit",
+        1,
+        1.0,
+    )
+    assert full.feature_augment_copies == 0 and full.time_budget_s == 100.0
+    assert MEMBER_PRESETS["tinyvit-noise"]["feature_corrupt_fraction"] == 0.3
+    rng = np.random.default_rng(0)
+    x = rng.random((10, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 10)
+    ds = Dataset({"train": x}, {"train": y}, "ordinal", ["a", "b", "c"], "retinamnist.npz")
+    imgs_full, labels_full = _train_images(ds, full)
+    assert len(labels_full[1]) == 10
+    imgs_part, labels_part = _train_images(ds, part)
+    idx = corrupt_subset(10, 0.3, 2, 0)
+    assert len(imgs_full[1]) == 10 and len(imgs_part[1]) == len(idx) == 3
+    np.testing.assert_array_equal(imgs_part[1], imgs_full[1][idx])
+    np.testing.assert_array_equal(labels_part[1], y[idx])
+    assert not np.array_equal(imgs_full[1], x)

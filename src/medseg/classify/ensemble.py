@@ -41,7 +41,8 @@ ENSEMBLE = "ensemble"
 MEMBERS_DIR = "members"
 BASELINE = "baseline"  # member name of the MedMNIST ResNet-18 recipe
 #: tinyvit member presets: name -> TrainOptions fields (``benchmarks/classify_ensemble.py``):
-#: one augmented train copy, or one corrupted copy of 30 % of train (official MedMNIST-C set)
+#: one augmented train copy, or one corrupted copy (official MedMNIST-C set) of 30 % of train
+#: or of all of it (the 30 % are the same corrupted images, so their features are shared)
 MEMBER_PRESETS: dict[str, dict[str, Any]] = {
     "tinyvit-aug": {"model": "tinyvit", "feature_augment_copies": 1, "feature_corrupt_copies": 0},
     "tinyvit-noise": {
@@ -49,6 +50,12 @@ MEMBER_PRESETS: dict[str, dict[str, Any]] = {
         "feature_augment_copies": 0,
         "feature_corrupt_copies": 1,
         "feature_corrupt_fraction": 0.3,
+    },
+    "tinyvit-noise-full": {
+        "model": "tinyvit",
+        "feature_augment_copies": 0,
+        "feature_corrupt_copies": 1,
+        "feature_corrupt_fraction": 1.0,
     },
 }
 
