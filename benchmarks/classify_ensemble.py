@@ -49,7 +49,7 @@ from medseg.classify import evaluate_corruptions, load, read_dataset, train
 from medseg.classify.augment import AugmentConfig
 from medseg.classify.corrupt import corruption_names
 from medseg.classify.decision import cv_accuracy, decide, fit_thresholds
-from medseg.classify.ensemble import EnsembleClassifier, mean_proba
+from medseg.classify.ensemble import MEMBER_PRESETS, EnsembleClassifier, mean_proba
 from medseg.classify.feature_head import CACHE_ENV
 from medseg.classify.metrics import accuracy, auc, classification_report
 from medseg.classify.train import TrainOptions, baseline_options
@@ -62,33 +62,15 @@ DATA = HERE.parent.parent / "shared" / "data" / "medmnist" / "retinamnist.npz"
 MEMBERS = {
     "efficientnet-lite0": {"model": "efficientnet-lite0"},
     "tinyvit": {"model": "tinyvit", "feature_augment_copies": 0},
-    "tinyvit-aug": {"model": "tinyvit", "feature_augment_copies": 1},
     "efficientnet-lite0-c1": {
         "model": "efficientnet-lite0",
         "augment": AugmentConfig(corrupt_p=1.0),
     },
     "resnet18-baseline": {"baseline": True},
-    # one corrupted copy of a random 30 % of train (official MedMNIST-C set, half Gaussian
-    # noise, severity 1..5; 30 %: what the shared CPU could encode in the time)
-    "tinyvit-noise": {
-        "model": "tinyvit",
-        "feature_augment_copies": 0,
-        "feature_corrupt_copies": 1,
-        "feature_corrupt_fraction": 0.3,
-    },
-    # the same corrupted copy of the whole train split (its 30 % above hit the cache)
-    "tinyvit-noise-full": {
-        "model": "tinyvit",
-        "feature_augment_copies": 0,
-        "feature_corrupt_copies": 1,
-        "feature_corrupt_fraction": 1.0,
-    },
-    "tinyvit-aug-noise": {
-        "model": "tinyvit",
-        "feature_augment_copies": 1,
-        "feature_corrupt_copies": 1,
-        "feature_corrupt_fraction": 0.3,
-    },
+    # tinyvit-aug, tinyvit-noise (a corrupted copy of 30 % of train: what the shared CPU could
+    # encode in the time), tinyvit-noise-full (all of train; the same 30 % hit the cache)
+    **MEMBER_PRESETS,
+    "tinyvit-aug-noise": {**MEMBER_PRESETS["tinyvit-noise"], "feature_augment_copies": 1},
 }
 OFFICIAL = "retinamnist"  # the official MedMNIST-C set of this file (corrupt_sets)
 

@@ -3,8 +3,13 @@ instead of a model (fast and exact). The keyframe rule: ``test_propagation_keyfr
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
+from propagation_fakes import segmenter  # tests/_support
+from propagation_fakes import start_logits as _start
+from propagation_fakes import tube as _tube
 
 from medseg.errors import PromptError
 from medseg.inference.propagation import (
@@ -16,39 +21,7 @@ from medseg.inference.propagation import (
 from medseg.inference.result import UNREACHED_LOGIT
 
 SLICES = PropagationConfig(algorithm="slices")
-
-
-def _tube(depth: int = 12, first: int = 3, last: int = 8) -> np.ndarray:
-    """(Z, 20, 20) object: a square 6x6 in slices first..last, empty elsewhere."""
-    vol = np.zeros((depth, 20, 20), bool)
-    vol[first : last + 1, 7:13, 7:13] = True
-    return vol
-
-
-def _segmenter(truth: np.ndarray, calls: list) -> object:
-    """Fake model: confident logits (+/-6) for the truth inside the box; where the box holds
-    no object it "hallucinates" a blurry blob (logits around +0.5 in the box centre), as
-    box-prompted SAM models do."""
-
-    def segment(z: int, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        calls.append((z, len(boxes)))
-        out = np.full((len(boxes), *truth.shape[1:]), -6.0, np.float32)
-        for j, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
-            inside = np.zeros(truth.shape[1:], bool)
-            inside[y0 : y1 + 1, x0 : x1 + 1] = True
-            obj = truth[z] & inside
-            if obj.any():
-                out[j][obj] = 6.0
-            else:
-                cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
-                out[j, cy - 2 : cy + 3, cx - 2 : cx + 3] = 0.5
-        return out, np.full(len(boxes), 0.9, np.float32)
-
-    return segment
-
-
-def _start(truth: np.ndarray, z: int) -> np.ndarray:
-    return np.where(truth[z], 6.0, -6.0).astype(np.float32)[None]
+_segmenter = partial(segmenter, count_boxes=True)  # calls: (slice, objects)
 
 
 def test_recovers_the_object_and_stops_at_its_ends() -> None:

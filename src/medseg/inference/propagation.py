@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medseg.errors import PromptError
-from medseg.inference.propagation_keyframes import first_step, propagate_object
+from medseg.inference.propagation_keyframes import first_step, propagate_object, towards_core
 from medseg.inference.result import UNREACHED_LOGIT
 from medseg.metrics.overlap import dice_from_counts, overlap_counts
 from medseg.prompts.types import box_from_mask
@@ -203,7 +203,7 @@ def _sweep(
     prev = [out[i, start] > 0 for i in range(n)]
     ref = [int(p.sum()) for p in prev]
     active = [r >= max(cfg.min_area, 1) for r in ref]
-    keep = [previous is not None and _towards_core(previous[i], start, step) for i in range(n)]
+    keep = [previous is not None and towards_core(previous[i], start, step) for i in range(n)]
     for i in range(n):
         if not active[i] and keep[i]:
             _keep_previous(out, previous, i, start + step, stop, step)
@@ -269,16 +269,6 @@ def _keyframes(
         )
         state["boxes"][i].update(boxes)
         state["scores"][i].extend(scores)
-
-
-def _towards_core(previous: np.ndarray, start: int, step: int) -> bool:
-    """True when moving from ``start`` by ``step`` heads towards (or stays at) the slice
-    where the previous result ``(Z, H, W)`` logits is largest."""
-    areas = (previous > 0).reshape(previous.shape[0], -1).sum(axis=1)
-    if not areas.any():
-        return False
-    core = int(np.argmax(areas))
-    return core == start or (core - start) * step > 0
 
 
 def _keep_previous(

@@ -46,7 +46,7 @@ from medseg.inference.result import UNREACHED_LOGIT
 from medseg.metrics.overlap import dice_from_counts, overlap_counts
 from medseg.prompts.types import box_from_mask
 
-__all__ = ["first_step", "interpolate_masks", "sweep_object"]
+__all__ = ["first_step", "interpolate_masks", "sweep_object", "towards_core"]
 
 # logits written on interpolated slices: the signed distance in pixels, clipped to this
 INTERPOLATED_LOGIT_CLIP = 8.0
@@ -176,7 +176,7 @@ def last_reached(out: np.ndarray, start: int, dirn: int) -> int:
     return z
 
 
-def _towards_core(previous: np.ndarray, start: int, dirn: int) -> bool:
+def towards_core(previous: np.ndarray, start: int, dirn: int) -> bool:
     """True when moving from ``start`` by ``dirn`` heads towards (or stays at) the slice
     where the previous result ``(Z, H, W)`` logits is largest."""
     areas = (previous > 0).reshape(previous.shape[0], -1).sum(axis=1)
@@ -218,7 +218,7 @@ def propagate_object(
         scores.extend(s)
         if previous is None or how == "range":
             continue
-        if how == "rejected" and not seeded and not _towards_core(previous, start, dirn):
+        if how == "rejected" and not seeded and not towards_core(previous, start, dirn):
             continue  # the correction removed the object on its slice: beyond is cleared
         first = last_reached(out, start, dirn) + dirn
         if (first - stop) * dirn <= 0:
